@@ -1,0 +1,35 @@
+"""xaiscope's explanation layer: the model wrapper, attribution methods and their result type.
+
+Example:
+    >>> import explain
+    >>> m = explain.ModelWrapper(net, input_kind="image", class_names=names)   # doctest: +SKIP
+    >>> a = explain.gradcam(m, x)                                              # doctest: +SKIP
+    >>> a.values.shape                                                         # N×H×W
+"""
+
+from . import errors
+from .attribution import Attribution
+from .data import collect, iter_batches
+from .loading import load_model
+from .methods.gradcam import gradcam
+from .methods.occlusion import occlusion
+from .model import ModelWrapper
+from .registry import EXPLAINERS, available_explainers, get_explainer, run_explainer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ModelWrapper",
+    "Attribution",
+    "gradcam",
+    "occlusion",
+    "load_model",
+    "iter_batches",
+    "collect",
+    "errors",
+    "EXPLAINERS",
+    "available_explainers",
+    "get_explainer",
+    "run_explainer",
+    "__version__",
+]

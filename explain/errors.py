@@ -1,0 +1,82 @@
+"""Exceptions raised by xaiscope for bad input, unsupported models and misuse.
+
+Every error a user can cause derives from :class:`ToolkitError`, so one ``except`` catches them
+all, and each also derives from the matching built-in exception so existing handlers keep working::
+
+    ToolkitError(Exception)
+    ├── InputShapeError(ToolkitError, ValueError)       wrong rank, shape or dtype
+    ├── InputValueError(ToolkitError, ValueError)       NaN/Inf, values outside the valid range
+    ├── EmptyDataError(ToolkitError, ValueError)        no samples where some were needed
+    ├── LayerNotFoundError(ToolkitError, KeyError)      a layer name that does not exist / cannot be found
+    ├── UnsupportedModelError(ToolkitError, TypeError)  a model whose output is not N×K logits, ...
+    ├── ModelLoadError(ToolkitError, OSError)           a missing, corrupt or untrusted model file
+    ├── NotFittedError(ToolkitError, AttributeError)    a detector used before ``fit``
+    ├── UnknownMethodError(ToolkitError, KeyError)      a method name that is not registered
+    ├── OutOfMemoryError(ToolkitError, RuntimeError)    even a batch of one does not fit
+    └── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
+
+Messages say what was expected, what arrived and, where possible, what to do.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ToolkitError",
+    "InputShapeError",
+    "InputValueError",
+    "EmptyDataError",
+    "LayerNotFoundError",
+    "UnsupportedModelError",
+    "ModelLoadError",
+    "NotFittedError",
+    "UnknownMethodError",
+    "OutOfMemoryError",
+    "OptionalDependencyError",
+]
+
+
+class ToolkitError(Exception):
+    """Base class of every error xaiscope raises on purpose."""
+
+    def __str__(self) -> str:  # KeyError subclasses would otherwise quote the message
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InputShapeError(ToolkitError, ValueError):
+    """The input has the wrong rank, shape, dtype or kind."""
+
+
+class InputValueError(ToolkitError, ValueError):
+    """The input contains NaN/Inf or values outside the expected range."""
+
+
+class EmptyDataError(ToolkitError, ValueError):
+    """A data set, batch or loader holds no samples."""
+
+
+class LayerNotFoundError(ToolkitError, KeyError):
+    """A layer name does not exist in the model, or no suitable layer could be found."""
+
+
+class UnsupportedModelError(ToolkitError, TypeError):
+    """The model's output cannot be read as ``N×K`` class scores, or the model lacks a needed part."""
+
+
+class ModelLoadError(ToolkitError, OSError):
+    """A model or weights file is missing, corrupt, or needs ``trust_code=True`` to load."""
+
+
+class NotFittedError(ToolkitError, AttributeError):
+    """An estimator was used before ``fit`` was called."""
+
+
+class UnknownMethodError(ToolkitError, KeyError):
+    """A method name is not in the registry."""
+
+
+class OutOfMemoryError(ToolkitError, RuntimeError):
+    """The device ran out of memory even with a batch of one sample."""
+
+
+class OptionalDependencyError(ToolkitError, ImportError):
+    """An optional extra is needed; the message names the ``pip install`` command."""

@@ -1,0 +1,92 @@
+"""Plumbing shared by the explainers: input checks, targets, timing, window masks."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputShapeError
+from ..model import ModelWrapper
+
+Window = Union[int, Sequence[int]]
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``."""
+
+    def __enter__(self) -> "Timer":
+        self._start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+def check_wrapper(model: Any) -> ModelWrapper:
+    if not isinstance(model, ModelWrapper):
+        raise InputShapeError(
+            f"expected an explain.ModelWrapper, got {type(model).__name__}; wrap the model first: "
+            "explain.ModelWrapper(net, input_kind='image')")
+    return model
+
+
+def begin(model: Any, x: Any, target: Any) -> Tuple[ModelWrapper, torch.Tensor, torch.Tensor]:
+    """Validate wrapper, inputs (moved to the device) and targets (one per sample, CPU)."""
+    wrapper = check_wrapper(model)
+    x = wrapper.check_inputs(x)
+    t = wrapper.resolve_target(x, target)
+    return wrapper, wrapper.prepare(x), t
+
+
+def feature_size(wrapper: ModelWrapper, x: torch.Tensor) -> Tuple[int, ...]:
+    """The attribution map's size: ``(H, W)`` for images, ``(T,)`` for tokens and series."""
+    return tuple(x.shape[2:]) if wrapper.input_kind == "image" else (int(x.shape[1]),)
+
+
+def as_pair(v: Window, dims: int, what: str) -> Tuple[int, ...]:
+    t = (int(v),) * dims if isinstance(v, int) else tuple(int(a) for a in v)
+    if len(t) != dims or min(t) < 1:
+        raise InputShapeError(f"{what}: expected {dims} positive integer(s), got {v!r}")
+    return t
+
+
+def grid_shape(size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> Tuple[int, ...]:
+    """Window positions per axis; the last window may hang over the edge (and is cropped)."""
+    return tuple(max(1, math.ceil((s - w) / st) + 1) for s, w, st in zip(size, window, stride))
+
+
+def window_masks(size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
+    """Boolean masks, one per window position (``P×H×W`` or ``P×T``), True inside the window."""
+    grid = grid_shape(size, window, stride)
+    axes = []
+    for s, w, st, g in zip(size, window, stride, grid):
+        idx = torch.arange(s)
+        starts = torch.arange(g) * st
+        axes.append((idx[None, :] >= starts[:, None]) & (idx[None, :] < starts[:, None] + w))  # g×s
+    if len(axes) == 1:
+        return axes[0]
+    a, b = axes
+    return (a[:, None, :, None] & b[None, :, None, :]).reshape(-1, size[0], size[1])
+
+
+def spread(scores: torch.Tensor, size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
+    """Average per-window ``scores`` (``N×P``) back onto the features each window covers.
+
+    Math: ``a_j = Σ_{p ∋ j} s_p / |{p ∋ j}|``; features that no window covers get 0.
+    Shape: ``N×P`` → ``N×H×W`` (2-D) or ``N×T`` (1-D).
+    """
+    grid = grid_shape(size, window, stride)
+    n = scores.shape[0]
+    s = scores.reshape(n, 1, *grid).float()
+    ones = torch.ones(1, 1, *window, dtype=s.dtype, device=s.device)
+    conv = F.conv_transpose2d if len(size) == 2 else F.conv_transpose1d
+    total = conv(s, ones, stride=tuple(stride))
+    count = conv(torch.ones_like(s[:1]), ones, stride=tuple(stride))
+    crop = (slice(None), 0) + tuple(slice(0, d) for d in size)
+    total, count = total[crop], count[crop]
+    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))

@@ -1,0 +1,584 @@
+"""``ModelWrapper``: the one place that knows a model's input kind, device, batching and layers.
+
+Every method in xaiscope receives a :class:`ModelWrapper`, never a bare ``nn.Module``. The wrapper
+
+* validates inputs (rank, dtype, channels, NaN/Inf) and moves them to the device once;
+* applies the normalisation (``mean``/``std``) *inside*, so budgets and perturbations are in the
+  user's natural units (pixels in [0, 1], raw series values, token ids);
+* runs every forward pass through one batched path that halves the batch on CUDA out-of-memory and
+  remembers the size that fit;
+* finds the layers methods need (CAM target layer, token embedding, penultimate features);
+* sets eval mode and ``requires_grad`` flags inside context managers that always restore them.
+
+Example:
+    >>> import torch, explain
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+    ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    >>> m = explain.ModelWrapper(net, input_kind="image", class_names=["cat", "dog"])
+    >>> m.logits(torch.rand(5, 3, 8, 8)).shape
+    torch.Size([5, 2])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _layers
+from .errors import (
+    EmptyDataError,
+    InputShapeError,
+    InputValueError,
+    OutOfMemoryError,
+    UnsupportedModelError,
+)
+
+__all__ = ["ModelWrapper", "Capture", "INPUT_KINDS"]
+
+log = logging.getLogger(__name__)
+
+INPUT_KINDS = ("image", "tokens", "series")
+_PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": torch.bfloat16,
+               "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+OutputSelector = Union[None, int, str, Callable[[Any], torch.Tensor]]
+
+
+def _is_oom(error: BaseException) -> bool:
+    if isinstance(error, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+@dataclass
+class Capture:
+    """What a :meth:`ModelWrapper.capture` block recorded: the layer's output (and input)."""
+
+    name: str
+    module: nn.Module
+    output: Optional[torch.Tensor] = None
+    input: Optional[torch.Tensor] = None
+    _extra: dict = field(default_factory=dict)
+
+
+class ModelWrapper:
+    """Wrap a classifier so every xaiscope method can use it the same way.
+
+    Args:
+        model: a classifier returning ``N×K`` class scores (or a tuple/dict/object holding them).
+        input_kind: ``"image"`` (float ``N×C×H×W`` in [0, 1]), ``"tokens"`` (``LongTensor N×T``) or
+            ``"series"`` (float ``N×T×C``).
+        class_names: one name per class; default ``"0".."K-1"``.
+        mean, std: per-channel normalisation applied inside (``(x - mean) / std``), images and series.
+        device: ``"auto"`` (CUDA when present, else CPU), or any ``torch.device`` spec. The model is
+            moved there when the wrapper is made.
+        precision: ``None``/``"fp32"``, ``"bf16"`` or ``"fp16"``: autocast for forward passes.
+        channels_last: feed image batches in channels-last memory format (faster convs on GPUs).
+        output: how to read logits from the model's output: ``None`` (tensor, first element of a
+            tuple, ``"logits"`` key or ``.logits`` attribute), an index, a key, or a callable.
+        target_layer, embedding_layer, feature_layer: dotted names overriding automatic choices
+            (CAM layer; the token embedding; the classifier head whose *input* is the penultimate
+            feature vector).
+        batch_size: the largest batch per forward pass (halved automatically on CUDA OOM).
+        pad_id: the padding/baseline token id (token models).
+        mask_arg: if set, token models receive ``mask_arg=(ids != pad_id)`` as a keyword argument.
+        valid_range: ``(lo, hi)`` of valid natural-unit values; images default to ``(0, 1)``.
+        rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
+            recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
+            which computes exactly the eval-mode function; ``True``/``False`` force it on/off.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        input_kind: str = "image",
+        *,
+        class_names: Optional[Sequence[str]] = None,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        device: Union[str, torch.device] = "auto",
+        precision: Optional[str] = None,
+        channels_last: bool = False,
+        output: OutputSelector = None,
+        target_layer: Optional[str] = None,
+        embedding_layer: Optional[str] = None,
+        feature_layer: Optional[str] = None,
+        batch_size: int = 256,
+        pad_id: int = 0,
+        mask_arg: Optional[str] = None,
+        valid_range: Optional[Tuple[float, float]] = None,
+        rnn_backward_fix: Union[str, bool] = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise UnsupportedModelError(
+                f"expected a torch.nn.Module, got {type(model).__name__}; load files with explain.load_model"
+            )
+        if input_kind not in INPUT_KINDS:
+            raise InputShapeError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+        if precision not in _PRECISIONS:
+            raise InputShapeError(f"precision must be None, 'bf16' or 'fp16', got {precision!r}")
+        if int(batch_size) < 1:
+            raise InputShapeError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model
+        self.input_kind = input_kind
+        self.device = self._pick_device(device)
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        self.output = output
+        self.pad_id = int(pad_id)
+        self.mask_arg = mask_arg
+        self.batch_size = int(batch_size)
+        self.rnn_backward_fix = rnn_backward_fix
+        self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)
+        self._names = {"target": target_layer, "embedding": embedding_layer, "features": feature_layer}
+        self._mean = self._stat(mean, "mean")
+        self._std = self._stat(std, "std")
+        if self._std is not None and bool((self._std <= 0).any()):
+            raise InputValueError(f"std must be positive, got {std}")
+        self._class_names = list(map(str, class_names)) if class_names is not None else None
+        self._num_classes: Optional[int] = len(self._class_names) if self._class_names else None
+        self._session_depth = 0
+        self.model.to(self.device)
+
+    # ------------------------------------------------------------------ basic facts
+    @staticmethod
+    def _pick_device(device: Union[str, torch.device]) -> torch.device:
+        if device is None or device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UnsupportedModelError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        return dev
+
+    def _stat(self, values: Optional[Sequence[float]], what: str) -> Optional[torch.Tensor]:
+        if values is None:
+            return None
+        if self.input_kind == "tokens":
+            raise InputShapeError(f"{what} is for image and series inputs; token models take ids")
+        t = torch.as_tensor(values, dtype=torch.float32).flatten()
+        return t.to(self.device)
+
+    @property
+    def num_classes(self) -> Optional[int]:
+        """Number of classes: from ``class_names``, else learnt at the first forward pass."""
+        return self._num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        if self._class_names is not None:
+            return list(self._class_names)
+        return [str(i) for i in range(self._num_classes or 0)]
+
+    @property
+    def amp_dtype(self) -> Optional[torch.dtype]:
+        return _PRECISIONS[self.precision]
+
+    def __repr__(self) -> str:
+        return (f"ModelWrapper({type(self.model).__name__}, input_kind={self.input_kind!r}, "
+                f"device={str(self.device)!r}, precision={self.precision!r}, classes={self.num_classes})")
+
+    # ------------------------------------------------------------------ inputs
+    def check_inputs(self, x: Any, *, name: str = "inputs") -> torch.Tensor:
+        """Validate a batch for this wrapper's input kind and return it as a tensor (device unchanged).
+
+        Raises:
+            InputShapeError: wrong type, rank, dtype or channel count.
+            InputValueError: NaN/Inf, or token ids outside the embedding's vocabulary.
+            EmptyDataError: an empty batch.
+        """
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(x)
+        if not isinstance(x, torch.Tensor):
+            raise InputShapeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+        kind = self.input_kind
+        if kind == "tokens":
+            if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
+                raise InputShapeError(f"{name}: token models take integer ids (LongTensor N×T), got dtype {x.dtype}")
+            if x.dim() != 2:
+                raise InputShapeError(f"{name}: expected token ids of shape N×T, got shape {tuple(x.shape)}")
+        else:
+            if not x.dtype.is_floating_point:
+                raise InputShapeError(f"{name}: {kind} inputs must be floating point, got dtype {x.dtype}")
+            want = 4 if kind == "image" else 3
+            layout = "N×C×H×W" if kind == "image" else "N×T×C"
+            if x.dim() != want:
+                hint = " (add a batch dimension with x.unsqueeze(0))" if x.dim() == want - 1 else ""
+                raise InputShapeError(f"{name}: expected a {kind} batch of shape {layout}, got shape {tuple(x.shape)}{hint}")
+            channels = x.shape[1] if kind == "image" else x.shape[2]
+            for stat, label in ((self._mean, "mean"), (self._std, "std")):
+                if stat is not None and stat.numel() not in (1, channels):
+                    raise InputShapeError(
+                        f"{name}: {channels} channels but {label} has {stat.numel()} values; "
+                        f"expected {layout} with C={stat.numel()}")
+        if x.shape[0] == 0:
+            raise EmptyDataError(f"{name}: the batch is empty (shape {tuple(x.shape)})")
+        if kind != "tokens":
+            if not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise InputValueError(f"{name}: {bad} values are NaN or Inf; expected finite values")
+            if self.valid_range is not None:
+                lo, hi = self.valid_range
+                if float(x.min()) < lo - 1e-3 or float(x.max()) > hi + 1e-3:
+                    warnings.warn(
+                        f"{name}: values span [{float(x.min()):.3g}, {float(x.max()):.3g}] but the valid range is "
+                        f"[{lo}, {hi}]; pass natural units (normalisation happens inside the wrapper)",
+                        stacklevel=3)
+        else:
+            vocab = self._vocab_size()
+            lo, hi = int(x.min()), int(x.max())
+            if lo < 0 or (vocab is not None and hi >= vocab):
+                raise InputValueError(f"{name}: token ids span [{lo}, {hi}] but the embedding has {vocab} rows")
+        return x
+
+    def _vocab_size(self) -> Optional[int]:
+        try:
+            return int(self.embedding_layer()[1].num_embeddings)
+        except Exception:  # noqa: BLE001 - a model without nn.Embedding still works for forward passes
+            return None
+
+    def prepare(self, x: Any, *, name: str = "inputs") -> torch.Tensor:
+        """Validate and move a batch to the device (float inputs as float32)."""
+        x = self.check_inputs(x, name=name)
+        if x.dtype.is_floating_point and x.dtype != torch.float32:
+            x = x.float()
+        return x.to(self.device, non_blocking=True)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(x - mean) / std`` over the channel axis (dim 1 for images, the last dim for series)."""
+        if self._mean is None and self._std is None:
+            return x
+        shape = (1, -1, 1, 1) if self.input_kind == "image" else (1, 1, -1)
+        if self._mean is not None:
+            x = x - self._mean.view(shape)
+        if self._std is not None:
+            x = x / self._std.view(shape)
+        return x
+
+    # ------------------------------------------------------------------ forward passes
+    def _select(self, out: Any) -> torch.Tensor:
+        sel = self.output
+        if callable(sel):
+            out = sel(out)
+        elif sel is not None:
+            out = out[sel]
+        elif isinstance(out, torch.Tensor):
+            pass
+        elif isinstance(out, (tuple, list)) and out:
+            out = out[0]
+        elif isinstance(out, dict):
+            if "logits" not in out:
+                raise UnsupportedModelError(
+                    f"the model returns a dict with keys {sorted(out)}; pass output='<key>' naming the logits")
+            out = out["logits"]
+        elif hasattr(out, "logits"):
+            out = out.logits
+        if not isinstance(out, torch.Tensor):
+            raise UnsupportedModelError(
+                f"the model output is a {type(out).__name__}; expected a tensor of N×K logits — pass output= "
+                "(an index, a key or a function) to select it")
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """One differentiable forward pass on device inputs in natural units → float32 ``N×K`` logits.
+
+        Use inside :meth:`session`; most callers want :meth:`logits` instead.
+        """
+        if self.input_kind == "image" and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        model_in = self.normalize(x) if self.input_kind != "tokens" else x
+        kwargs = {}
+        if self.input_kind == "tokens" and self.mask_arg:
+            kwargs[self.mask_arg] = (x != self.pad_id)
+        if self.amp_dtype is not None:
+            with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
+                out = self.model(model_in, **kwargs)
+        else:
+            out = self.model(model_in, **kwargs)
+        logits = self._select(out)
+        n = x.shape[0]
+        if logits.dim() != 2 or logits.shape[0] != n:
+            raise UnsupportedModelError(
+                f"the model output has shape {tuple(logits.shape)} for a batch of {n}; expected {n}×K class "
+                "scores — pass output= to select them, or wrap the model")
+        if self._num_classes is None:
+            self._num_classes = int(logits.shape[1])
+        elif logits.shape[1] != self._num_classes:
+            raise UnsupportedModelError(
+                f"the model gives {logits.shape[1]} scores per sample but {self._num_classes} classes were "
+                f"declared (class_names has {self._num_classes} entries)")
+        return logits.float()
+
+    def batched(
+        self,
+        fn: Callable[[slice], Any],
+        n: int,
+        *,
+        batch_size: Optional[int] = None,
+        desc: Optional[str] = None,
+        progress: Optional[bool] = None,
+    ) -> list:
+        """Run ``fn(slice)`` over ``range(n)`` in chunks; halve the chunk on CUDA out-of-memory.
+
+        The size that fit is remembered in ``self.batch_size`` for later calls. Returns the list of
+        ``fn`` results in order.
+
+        Raises:
+            OutOfMemoryError: when even a chunk of one does not fit.
+        """
+        size = max(1, min(int(batch_size or self.batch_size), max(n, 1)))
+        results = []
+        bar = _progress(n, desc, progress)
+        start = 0
+        try:
+            while start < n:
+                stop = min(start + size, n)
+                try:
+                    results.append(fn(slice(start, stop)))
+                except Exception as error:  # noqa: BLE001 - only OOM is handled, everything else re-raised
+                    if not _is_oom(error):
+                        raise
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    if size == 1:
+                        raise OutOfMemoryError(
+                            f"out of memory on {self.device} even with a batch of 1 ({desc or 'forward'}); "
+                            "try precision='bf16', a smaller input or another device") from error
+                    size = max(1, size // 2)
+                    self.batch_size = min(self.batch_size, size)
+                    log.warning("out of memory on %s: batch size halved to %d", self.device, size)
+                    continue
+                if bar is not None:
+                    bar.update(stop - start)
+                start = stop
+        finally:
+            if bar is not None:
+                bar.close()
+        return results
+
+    def logits(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
+        """Batched, gradient-free logits for a batch in natural units; returns a CPU float tensor ``N×K``."""
+        x = self.check_inputs(x)
+
+        def run(sl: slice) -> torch.Tensor:
+            chunk = x[sl].to(self.device, non_blocking=True)
+            if chunk.dtype.is_floating_point:
+                chunk = chunk.float()
+            return self.forward(chunk).cpu()
+
+        with self.session(grad=False):
+            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="forward", progress=progress)
+        return torch.cat(parts)
+
+    def predict(self, x: Any, **kw: Any) -> torch.Tensor:
+        """Predicted class per sample (``LongTensor N``, CPU)."""
+        return self.logits(x, **kw).argmax(dim=1)
+
+    def probs(self, x: Any, **kw: Any) -> torch.Tensor:
+        """Softmax probabilities (``N×K``, CPU)."""
+        return torch.softmax(self.logits(x, **kw), dim=1)
+
+    def resolve_target(self, x: Any, target: Any = None) -> torch.Tensor:
+        """One class index per sample: the predicted class when ``target`` is ``None``.
+
+        Accepts an int (one class for all), a sequence or a tensor of ``N`` ints.
+        """
+        n = len(x)
+        if target is None:
+            return self.predict(x)
+        t = torch.as_tensor(target).long().flatten().cpu()
+        if t.numel() == 1:
+            t = t.expand(n).clone()
+        if t.numel() != n:
+            raise InputShapeError(f"target: expected one class or {n} classes (one per sample), got {t.numel()}")
+        if self._num_classes is None:
+            self.logits(x[:1])
+        k = self._num_classes
+        if k is not None and (int(t.min()) < 0 or int(t.max()) >= k):
+            raise InputValueError(f"target: class indices must be in [0, {k - 1}], got {t.tolist()[:10]}")
+        return t
+
+    # ------------------------------------------------------------------ state
+    @contextlib.contextmanager
+    def session(self, grad: bool = False) -> Iterator[None]:
+        """Put the model in eval mode with frozen parameters; restore everything on exit.
+
+        ``grad=False`` also enters ``torch.inference_mode``-like no-grad. With ``grad=True`` on CUDA,
+        recurrent layers run in train mode with dropout 0 (see ``rnn_backward_fix``). Nested
+        sessions restore only when the outermost one exits. Whatever happens inside, the
+        ``training`` flag of every module and the ``requires_grad`` of every parameter are restored.
+        """
+        outer = self._session_depth == 0
+        modes = [(m, m.training) for m in self.model.modules()] if outer else []
+        flags = [(p, p.requires_grad) for p in self.model.parameters()] if outer else []
+        rnn_state = []
+        self._session_depth += 1
+        try:
+            if outer:
+                self.model.eval()
+                for p, _ in flags:
+                    p.requires_grad_(False)
+            if grad and self._want_rnn_fix():
+                for m in self.model.modules():
+                    if isinstance(m, nn.RNNBase) and not m.training:
+                        rnn_state.append((m, m.dropout))
+                        m.dropout = 0.0
+                        m.train(True)
+            ctx = torch.enable_grad() if grad else torch.inference_mode()
+            with ctx:
+                yield
+        finally:
+            for m, dropout in rnn_state:
+                m.dropout = dropout
+                m.train(False)
+            self._session_depth -= 1
+            if outer:
+                for m, mode in modes:
+                    m.training = mode
+                for p, flag in flags:
+                    p.requires_grad_(flag)
+
+    def _want_rnn_fix(self) -> bool:
+        if self.rnn_backward_fix == "auto":
+            return self.device.type == "cuda"
+        return bool(self.rnn_backward_fix)
+
+    # ------------------------------------------------------------------ layers
+    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
+        name = name or self._names[role]
+        if name:
+            return name, _layers.get_layer(self.model, name)
+        if role == "target":
+            return _layers.auto_target_layer(self.model, self.input_kind)
+        if role == "embedding":
+            return _layers.auto_embedding_layer(self.model)
+        return _layers.auto_feature_layer(self.model)
+
+    def target_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the CAM layer: ``name`` if given, else the wrapper's choice."""
+        return self._layer("target", name)
+
+    def embedding_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the token embedding."""
+        return self._layer("embedding", name)
+
+    def feature_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the classifier head; its input is the penultimate feature vector."""
+        return self._layer("features", name)
+
+    @contextlib.contextmanager
+    def capture(self, layer: Union[str, Tuple[str, nn.Module], None] = None, *, role: str = "target",
+                replace: Optional[torch.Tensor] = None, grad: bool = False) -> Iterator[Capture]:
+        """Record a layer's input and output during forward passes inside the block.
+
+        Args:
+            layer: a dotted name, a ``(name, module)`` pair, or ``None`` for the wrapper's choice for ``role``.
+            role: ``"target"``, ``"embedding"`` or ``"features"`` (used when ``layer`` is ``None``).
+            replace: if given, the layer's output is replaced by this tensor (e.g. perturbed embeddings).
+            grad: make the captured output a tensor gradients can be taken against, even when
+                nothing upstream requires grad (frozen parameters, integer token ids).
+
+        The hook is removed when the block exits, also on error.
+        """
+        name, module = layer if isinstance(layer, tuple) else self._layer(role, layer)
+        cap = Capture(name=name, module=module)
+
+        def hook(_mod: nn.Module, inputs: tuple, output: Any) -> Any:
+            cap.input = inputs[0] if inputs else None
+            if replace is not None:
+                cap.output = replace
+                return replace
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            if grad and isinstance(first, torch.Tensor) and not first.requires_grad:
+                first = first.detach().requires_grad_(True)
+                cap.output = first
+                if isinstance(output, tuple):
+                    return (first,) + tuple(output[1:])
+                if isinstance(output, list):
+                    return [first] + list(output[1:])
+                return first
+            cap.output = first
+            return None
+
+        handle = module.register_forward_hook(hook)
+        try:
+            yield cap
+        finally:
+            handle.remove()
+
+    def activation_map(self, cap: Capture, length: Optional[int] = None) -> torch.Tensor:
+        """The captured output as ``N×C×(spatial)``: conv maps as they are, sequences as ``N×D×T``."""
+        if cap.output is None:
+            raise UnsupportedModelError(f"layer {cap.name!r} did not run during the forward pass; choose another layer=")
+        return _layers.to_channels_first(cap.output, cap.module, length)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``N×T×D`` of token ids (on the device), as the model's embedding layer computes them."""
+        _, emb = self.embedding_layer()
+        return emb(ids.to(self.device))
+
+    def forward_embedded(self, ids: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits when the embedding layer outputs ``embeddings`` instead of embedding ``ids``.
+
+        ``ids`` still drive everything outside the embedding (e.g. the attention mask).
+        """
+        with self.capture(role="embedding", replace=embeddings):
+            return self.forward(ids)
+
+    def features(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
+        """Penultimate features (the input of the classifier head), batched, CPU float ``N×D``."""
+        x = self.check_inputs(x)
+
+        def run(sl: slice) -> torch.Tensor:
+            chunk = x[sl].to(self.device)
+            with self.capture(role="features") as cap:
+                self.forward(chunk.float() if chunk.dtype.is_floating_point else chunk)
+            return cap.input.flatten(1).float().cpu()
+
+        with self.session(grad=False):
+            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="features", progress=progress)
+        return torch.cat(parts)
+
+    # ------------------------------------------------------------------ description
+    def describe(self) -> dict:
+        """JSON-able facts about the model for model cards and summaries."""
+        params = sum(p.numel() for p in self.model.parameters())
+        layers = [f"{n}: {type(m).__name__}" for n, m in self.model.named_modules() if n and not list(m.children())]
+        def safe(fn):
+            try:
+                return fn()[0]
+            except Exception:  # noqa: BLE001 - a missing layer is reported as None in a description
+                return None
+        return {
+            "architecture": type(self.model).__name__,
+            "parameters": int(params),
+            "input_kind": self.input_kind,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "device": str(self.device),
+            "precision": self.precision or "fp32",
+            "mean": None if self._mean is None else [float(v) for v in self._mean.cpu()],
+            "std": None if self._std is None else [float(v) for v in self._std.cpu()],
+            "target_layer": safe(self.target_layer),
+            "embedding_layer": safe(self.embedding_layer) if self.input_kind == "tokens" else None,
+            "feature_layer": safe(self.feature_layer),
+            "leaf_layers": len(layers),
+            "layers": layers[:200],
+        }
+
+
+def _progress(total: int, desc: Optional[str], enabled: Optional[bool]):
+    """A tqdm bar for long work; ``enabled=None`` shows it only on a terminal and for big jobs."""
+    if enabled is False or (enabled is None and total < 2048):
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    return tqdm(total=total, desc=desc, unit="sample", leave=False, disable=None if enabled is None else False)
+

@@ -1,0 +1,1 @@
+"""Real data sets that installed packages ship inside their wheels (the ``demo`` extra)."""

@@ -1,0 +1,3 @@
+"""xaiscope's robustness layer: attacks, corruptions, out-of-distribution detection and bounds."""
+
+__all__: list = []
