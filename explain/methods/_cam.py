@@ -57,7 +57,9 @@ def cam(
             logits = wrapper.forward(x[sl])
         score = logits.gather(1, t_dev[sl, None]).sum()
         acts = wrapper.activation_map(cap, length)
-        grads, = torch.autograd.grad(score, cap.output, allow_unused=True)
+        grads = None
+        if score.requires_grad:  # False when the score does not depend on the layer at all
+            grads, = torch.autograd.grad(score, cap.output, allow_unused=True)
         if grads is None:
             grads = torch.zeros_like(cap.output)
         grads = wrapper.activation_map(type(cap)(cap.name, cap.module, grads), length)
