@@ -56,14 +56,15 @@ def iter_batches(data: Any, batch_size: int = 256) -> Iterator[Tuple[torch.Tenso
     elif isinstance(data, Dataset):
         source = DataLoader(data, batch_size=batch_size, shuffle=False)
     elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (int, float)):
-        x = _as_tensor(data[0], "inputs")
-        y = None if data[1] is None else _as_tensor(data[1], "labels").flatten()
-        if y is not None and len(y) != len(x):
-            raise InputShapeError(f"inputs hold {len(x)} samples but labels hold {len(y)}")
-        source = ((x[i:i + batch_size], None if y is None else y[i:i + batch_size]) for i in range(0, len(x), batch_size))
+        xs = _as_tensor(data[0], "inputs")
+        ys = None if data[1] is None else _as_tensor(data[1], "labels").flatten()
+        if ys is not None and len(ys) != len(xs):
+            raise InputShapeError(f"inputs hold {len(xs)} samples but labels hold {len(ys)}")
+        source = ((xs[i:i + batch_size], None if ys is None else ys[i:i + batch_size])
+                  for i in range(0, len(xs), batch_size))
     elif isinstance(data, (torch.Tensor, np.ndarray)):
-        x = _as_tensor(data, "inputs")
-        source = ((x[i:i + batch_size], None) for i in range(0, len(x), batch_size))
+        xs = _as_tensor(data, "inputs")
+        source = ((xs[i:i + batch_size], None) for i in range(0, len(xs), batch_size))
     else:
         raise InputShapeError(
             f"data: expected an (inputs, labels) pair, a tensor, a Dataset or a DataLoader, got {type(data).__name__}")

@@ -1,0 +1,102 @@
+"""Every registered explainer leaves the model as it found it, also when the model raises mid-way."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import explain
+from explain.registry import EXPLAINERS
+
+# Small, cheap settings per method so the contract runs quickly; unknown methods run with defaults.
+FAST = {
+    "occlusion": {"window": 8, "stride": 8},
+    "lime": {"n_samples": 32},
+    "shap": {"n_samples": 32},
+    "integrated_gradients": {"steps": 4},
+    "smoothgrad": {"n_samples": 4},
+}
+
+
+def snapshot(net: nn.Module):
+    return (
+        {k: v.clone() for k, v in net.state_dict().items()},
+        [m.training for m in net.modules()],
+        [p.requires_grad for p in net.parameters()],
+        [p.grad for p in net.parameters()],
+    )
+
+
+def hooks_left(net: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_full_backward_hooks", {}) or {}) for m in net.modules())
+
+
+def assert_unchanged(net: nn.Module, before) -> None:
+    state, modes, flags, grads = before
+    after_state, after_modes, after_flags, after_grads = snapshot(net)
+    assert after_modes == modes
+    assert after_flags == flags
+    assert all(g is None for g in after_grads) == all(g is None for g in grads)
+    for k, v in state.items():
+        assert torch.equal(v, after_state[k]), k
+    assert hooks_left(net) == 0
+
+
+def params_for(name: str, kind: str) -> dict:
+    kw = dict(FAST.get(name, {}))
+    if kind != "image" and name == "occlusion":
+        kw = {}
+    return kw
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINERS))
+@pytest.mark.parametrize("fixture", ["cnn", "gru", "transformer"])
+def test_explainer_leaves_model_state_training_flags_and_hooks_unchanged(name, fixture, request):
+    d = request.getfixturevalue(fixture)
+    net = copy.deepcopy(d.net)
+    net.train()  # the user left it in train mode: it must come back in train mode
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, d.wrapper.input_kind, device="cpu")
+    x = d.x[:2].clone()
+    x_before = x.clone()
+    a = EXPLAINERS[name](m, x, None, **params_for(name, m.input_kind))
+    assert isinstance(a, explain.Attribution) and a.method == name
+    expected = tuple(x.shape[2:]) if m.input_kind == "image" else (x.shape[1],)
+    assert tuple(a.values.shape) == (2,) + expected
+    assert torch.equal(x, x_before)
+    assert_unchanged(net, before)
+
+
+class Exploding(nn.Module):
+    """Wraps a model and raises on the n-th forward call."""
+
+    def __init__(self, inner: nn.Module, fail_at: int):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError("model exploded")
+        return self.inner(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINERS))
+@pytest.mark.parametrize("fixture", ["cnn", "lstm"])
+def test_explainer_restores_state_when_the_model_raises(name, fixture, request):
+    d = request.getfixturevalue(fixture)
+    net = Exploding(copy.deepcopy(d.net), fail_at=1)
+    net.train()
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, d.wrapper.input_kind, class_names=d.wrapper.class_names, device="cpu")
+    with pytest.raises(RuntimeError, match="model exploded"):
+        EXPLAINERS[name](m, d.x[:2], 0, **params_for(name, m.input_kind))
+    net.calls = -10**9  # stop exploding so the snapshot can be compared
+    assert_unchanged(net, before)
