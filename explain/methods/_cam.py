@@ -40,22 +40,26 @@ def upsample(maps: torch.Tensor, size: Tuple[int, ...]) -> torch.Tensor:
 def cam(
     wrapper: ModelWrapper,
     x: torch.Tensor,
-    target: torch.Tensor,
+    target: Optional[torch.Tensor],
     size: Tuple[int, ...],
     channel_weights: ChannelWeights,
     layer: Optional[str] = None,
     batch_size: Optional[int] = None,
     progress: Optional[bool] = None,
-) -> Tuple[torch.Tensor, str]:
-    """Compute class activation maps for device inputs ``x``; returns (``N×size`` CPU maps, layer name)."""
+) -> Tuple[torch.Tensor, torch.Tensor, str]:
+    """Class activation maps for device inputs ``x``: (``N×size`` CPU maps, targets, layer name).
+
+    ``target=None`` explains the predicted class, read from the same forward pass.
+    """
     name, module = wrapper.target_layer(layer)
     length = x.shape[1] if wrapper.input_kind != "image" else None
-    t_dev = target.to(wrapper.device)
+    t_dev = None if target is None else target.to(wrapper.device)
 
-    def run(sl: slice) -> torch.Tensor:
+    def run(sl: slice) -> Tuple[torch.Tensor, torch.Tensor]:
         with wrapper.capture((name, module), grad=True) as cap:
             logits = wrapper.forward(x[sl])
-        score = logits.gather(1, t_dev[sl, None]).sum()
+        t = logits.detach().argmax(dim=1) if t_dev is None else t_dev[sl]
+        score = logits.gather(1, t[:, None]).sum()
         acts = wrapper.activation_map(cap, length)
         grads = None
         if score.requires_grad:  # False when the score does not depend on the layer at all
@@ -64,8 +68,8 @@ def cam(
             grads = torch.zeros_like(cap.output)
         grads = wrapper.activation_map(type(cap)(cap.name, cap.module, grads), length)
         maps = weighted_sum(acts.detach().float(), channel_weights(acts.detach().float(), grads.float()))
-        return upsample(maps, size).cpu()
+        return upsample(maps, size).cpu(), t.cpu()
 
     with wrapper.session(grad=True):
         parts = wrapper.batched(run, x.shape[0], batch_size=batch_size, desc="cam", progress=progress)
-    return torch.cat(parts), name
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), name

@@ -35,11 +35,15 @@ def check_wrapper(model: Any) -> ModelWrapper:
     return model
 
 
-def begin(model: Any, x: Any, target: Any) -> Tuple[ModelWrapper, torch.Tensor, torch.Tensor]:
-    """Validate wrapper, inputs (moved to the device) and targets (one per sample, CPU)."""
+def begin(model: Any, x: Any, target: Any, *, lazy: bool = False):
+    """Validate wrapper, inputs (moved to the device) and targets (one per sample, CPU).
+
+    With ``lazy=True`` a missing target stays ``None``: the caller takes the predicted class from a
+    forward pass it runs anyway, saving one pass over the batch.
+    """
     wrapper = check_wrapper(model)
     x = wrapper.check_inputs(x)
-    t = wrapper.resolve_target(x, target)
+    t = None if (lazy and target is None) else wrapper.resolve_target(x, target)
     return wrapper, wrapper.prepare(x), t
 
 

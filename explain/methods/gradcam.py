@@ -44,7 +44,7 @@ def gradcam(
         >>> a.values.shape                             # N×H×W, signed
     """
     with Timer() as timer:
-        wrapper, xd, t = begin(model, x, target)
-        values, name = _cam.cam(wrapper, xd, t, feature_size(wrapper, xd), _cam.gradcam_weights,
+        wrapper, xd, t = begin(model, x, target, lazy=True)
+        values, t, name = _cam.cam(wrapper, xd, t, feature_size(wrapper, xd), _cam.gradcam_weights,
                                 layer=layer, batch_size=batch_size, progress=progress)
     return Attribution(values=values, method="gradcam", target=t, params={}, layer=name, seconds=timer.seconds)

@@ -63,7 +63,7 @@ def occlusion(
         >>> a = explain.occlusion(m, images, window=8, stride=4)   # doctest: +SKIP
     """
     with Timer() as timer:
-        wrapper, xd, t = begin(model, x, target)
+        wrapper, xd, t = begin(model, x, target, lazy=True)
         kind = wrapper.input_kind
         size = feature_size(wrapper, xd)
         w, st = _defaults(kind, size, window, stride)
@@ -77,7 +77,6 @@ def occlusion(
             base = torch.as_tensor(0.0 if baseline is None else baseline, dtype=xd.dtype, device=wrapper.device)
             if base.dim() > 0 and tuple(base.shape) != tuple(xd.shape[1:]):
                 raise InputShapeError(f"baseline: expected a scalar or shape {tuple(xd.shape[1:])}, got {tuple(base.shape)}")
-        t_dev = t.to(wrapper.device)
 
         def masked(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
             m = masks[cols]
@@ -91,8 +90,10 @@ def occlusion(
             return logits.gather(1, t_dev[rows, None]).squeeze(1)
 
         with wrapper.session(grad=False):
-            clean = torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]).gather(1, t_dev[sl, None]),
-                                              n, batch_size=batch_size))  # N×1
+            clean_logits = torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size))
+            t = clean_logits.argmax(dim=1).cpu() if t is None else t
+            t_dev = t.to(wrapper.device)
+            clean = clean_logits.gather(1, t_dev[:, None])  # N×1
             scores = torch.cat(wrapper.batched(run, n * p, batch_size=batch_size, desc="occlusion", progress=progress))
         drops = clean - scores.view(n, p)
         values = spread(drops, size, w, st).cpu()
