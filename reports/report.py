@@ -12,7 +12,7 @@ from typing import Any, List, Optional, Union
 
 import torch
 
-__all__ = ["Figure", "Table", "Text", "Check", "Section", "ReportContext", "Block"]
+__all__ = ["Figure", "Table", "Text", "Check", "TokenStrips", "Section", "ReportContext", "Block"]
 
 
 @dataclass
@@ -54,7 +54,22 @@ class Check:
     text: str = ""
 
 
-Block = Union[Figure, Table, Text, Check]
+@dataclass
+class TokenStrips:
+    """Token text with a signed colour per token, one line per method (rendered as HTML spans).
+
+    ``rows`` are ``(label, values, note)``; ``limit`` is the shared symmetric colour scale.
+    """
+
+    title: str
+    tokens: List[str]
+    rows: List[tuple]
+    limit: float
+    png: Optional[bytes] = None
+    name: str = ""
+
+
+Block = Union[Figure, Table, Text, Check, TokenStrips]
 
 
 @dataclass

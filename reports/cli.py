@@ -1,0 +1,231 @@
+"""The ``xaiscope`` command line: ``methods``, ``demo``, ``report`` and ``explain``.
+
+Exit codes: 0 all checks pass, 1 a configured check failed, 2 a usage or input error (one line on
+stderr; ``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command line itself."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xaiscope", description="Explain and stress-test PyTorch classifiers.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("methods", help="list the available methods")
+
+    d = sub.add_parser("demo", help="train small models on bundled real data and write their reports")
+    d.add_argument("--out", default="reports-out/demo", help="output folder (default: reports-out/demo)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion)")
+    d.add_argument("--samples", type=int, default=6, help="gallery rows per report")
+    d.add_argument("--quiet", action="store_true", help="print only the report paths")
+
+    for name, helptext in (("report", "audit a model on data and write an HTML report"),
+                           ("explain", "run one explainer on a few inputs and write PNGs")):
+        r = sub.add_parser(name, help=helptext)
+        r.add_argument("--config", help="TOML file with the same keys as these options, plus [checks] etc.")
+        r.add_argument("--model", help="'package.module:factory' (with --weights) or a TorchScript/.pt2 file")
+        r.add_argument("--weights", help="state dict file, loaded with weights_only=True")
+        r.add_argument("--trust-model", action="store_true", help="allow loading a whole pickled model (runs code)")
+        r.add_argument("--kind", choices=["image", "tokens", "series"], help="input kind")
+        r.add_argument("--data", help="image folder (class sub-folders), .pt/.npz tensors, or .csv series")
+        r.add_argument("--vocab", help="token models: file with one word per line (line i = id i)")
+        r.add_argument("--class-names", help="'a,b,c' or a file with one name per line")
+        r.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
+        r.add_argument("--std", help="per-channel std")
+        r.add_argument("--channels", type=int, default=None, help="image folders: 1 (grey) or 3 (RGB, default)")
+        r.add_argument("--image-size", type=int, default=None, help="image folders: resize to this square size")
+        r.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
+        r.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast precision")
+        r.add_argument("--seed", type=int, default=None)
+        r.add_argument("--max-samples", type=int, default=None, help="use at most this many samples")
+        r.add_argument("--out", default=None, help="output folder")
+        r.add_argument("--quiet", action="store_true", help="no progress output")
+        if name == "report":
+            r.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion)")
+            r.add_argument("--samples", type=int, default=None, help="gallery rows (default 6)")
+            r.add_argument("--ood-data", default=None, help="out-of-distribution inputs (same formats as --data)")
+        else:
+            r.add_argument("--method", default="gradcam", help="explainer name (see 'xaiscope methods')")
+            r.add_argument("--samples", type=int, default=None, help="how many inputs to explain (default 4)")
+    return p
+
+
+def _floats(value: Optional[str], what: str) -> Optional[List[float]]:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    try:
+        return [float(v) for v in str(value).split(",")]
+    except ValueError:
+        raise UsageError(f"--{what} expects comma-separated numbers, got {value!r}") from None
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """Merge the config file (if any) with the flags; flags win."""
+    from ._inputs import load_config
+    cfg = load_config(args.config) if getattr(args, "config", None) else {}
+    keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
+            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method"]
+    merged = {k.replace("-", "_"): v for k, v in cfg.items()}
+    for k in keys:
+        v = getattr(args, k, None)
+        if v not in (None, False):
+            merged[k] = v
+    for needed in ("model", "kind", "data"):
+        if not merged.get(needed):
+            raise UsageError(f"missing --{needed.replace('_', '-')} (or '{needed}' in the config file)")
+    return merged
+
+
+def _wrapper_and_data(s: dict):
+    import explain
+    from ._inputs import class_names_arg, load_data, load_vocab, model_arg
+
+    net = model_arg(s["model"], s.get("weights"), bool(s.get("trust_model")))
+    x, y, folder_classes = load_data(s["data"], s["kind"], channels=int(s.get("channels") or 3),
+                                     size=s.get("image_size"))
+    names = class_names_arg(s["class_names"]) if isinstance(s.get("class_names"), str) else s.get("class_names")
+    names = names or folder_classes
+    wrapper = explain.ModelWrapper(net, s["kind"], class_names=names, mean=_floats(s.get("mean"), "mean"),
+                                   std=_floats(s.get("std"), "std"), device=s.get("device") or "auto",
+                                   precision=s.get("amp"))
+    vocab = load_vocab(s["vocab"]) if s.get("vocab") else None
+    return wrapper, x, y, vocab
+
+
+def _methods(value) -> Optional[List[str]]:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [v.strip() for v in str(value).split(",") if v.strip()]
+    from explain.registry import EXPLAINERS
+    unknown = [m for m in items if m not in EXPLAINERS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; available: {', '.join(EXPLAINERS)}")
+    return items
+
+
+def cmd_methods(_args) -> int:
+    from explain.registry import EXPLAINERS
+    print("explainers:  " + ", ".join(EXPLAINERS))
+    try:
+        import robustness.registry as rr
+        for label, table in (("attacks:     ", "ATTACKS"), ("corruptions: ", "CORRUPTIONS"), ("ood:         ", "DETECTORS")):
+            if hasattr(rr, table):
+                print(label + ", ".join(getattr(rr, table)))
+    except ImportError:
+        pass
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+    start = time.perf_counter()
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
+    paths = run_demo(args.out, seed=args.seed, methods=_methods(args.methods), samples=args.samples, log=log)
+    log(f"demo finished in {time.perf_counter() - start:.0f} s; open these in a browser:")
+    for p in paths:
+        print(p)
+    return EXIT_OK
+
+
+def cmd_report(args) -> int:
+    from .build import build_report
+    s = _settings(args)
+    wrapper, x, y, vocab = _wrapper_and_data(s)
+    ood = None
+    if s.get("ood_data"):
+        from ._inputs import load_data
+        ood = load_data(s["ood_data"], s["kind"], channels=int(s.get("channels") or 3), size=s.get("image_size"))[0]
+    config = {k: v for k, v in s.items() if isinstance(v, dict)}
+    out = s.get("out") or "reports-out/report"
+    rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion"],
+                       config=config, max_samples=int(s.get("max_samples") or 256), samples=int(s.get("samples") or 6),
+                       seed=int(s.get("seed") or 0), vocab=vocab)
+    index = Path(out) / "index.html"
+    if not args.quiet:
+        for c in rep.checks:
+            print(f"  [{c.status}] {c.text or c.name}", file=sys.stderr)
+        for sec in rep.sections:
+            if sec.error:
+                print(f"  [error] section {sec.title}: {sec.error.splitlines()[-1]}", file=sys.stderr)
+    print(index)
+    return EXIT_CHECK_FAILED if rep.failed else EXIT_OK
+
+
+def cmd_explain(args) -> int:
+    import explain
+    from . import figures
+    from ._png import to_png
+    s = _settings(args)
+    method = _methods(s.get("method") or "gradcam")[0]
+    wrapper, x, _y, vocab = _wrapper_and_data(s)
+    n = int(s.get("samples") or 4)
+    x = x[:n]
+    attr = explain.run_explainer(method, wrapper, x)
+    out = Path(s.get("out") or f"reports-out/{method}")
+    out.mkdir(parents=True, exist_ok=True)
+    names = wrapper.class_names
+    for i in range(len(x)):
+        title = f"sample {i}: {method} for class {names[int(attr.target[i])]}"
+        if wrapper.input_kind == "image":
+            fig = figures.image_row(x[i], [attr.values[i]], [method], title)
+        elif wrapper.input_kind == "series":
+            fig = figures.series_row(x[i], [attr.values[i]], [method], title)
+        else:
+            ids = x[i].tolist()
+            words = [vocab[t] if vocab and t < len(vocab) else str(t) for t in ids]
+            fig = figures.token_strip(words, [attr.values[i]], [method], title)
+        path = out / f"{method}-sample{i}.png"
+        path.write_bytes(to_png(fig))
+        print(path)
+    return EXIT_OK
+
+
+COMMANDS = {"methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``xaiscope`` console script."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
+        return int(exc.code or 0)
+    if not args.command:
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.WARNING, format="xaiscope: %(message)s")
+    if getattr(args, "quiet", False):
+        import os
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    from explain.errors import ToolkitError
+    try:
+        return COMMANDS[args.command](args)
+    except (UsageError, ToolkitError, OSError) as error:
+        if args.debug:
+            raise
+        print(f"xaiscope {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("xaiscope: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""The report tree → one self-contained HTML page (Jinja2, autoescaped, inline CSS and images)."""
+
+from __future__ import annotations
+
+import base64
+from importlib import resources
+
+import jinja2
+
+from . import figures
+from .report import Figure, Section, Table, Text, TokenStrips
+
+
+def _template_text(name: str) -> str:
+    return resources.files("reports").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=False)
+
+
+def _block_view(block) -> dict:
+    if isinstance(block, Figure):
+        return {"kind": "figure", "name": block.name, "b64": base64.b64encode(block.png).decode("ascii"),
+                "caption": block.caption, "alt": block.alt}
+    if isinstance(block, Table):
+        return {"kind": "table", "columns": [str(c) for c in block.columns],
+                "rows": [[c if isinstance(c, str) else ("—" if c is None else str(c)) for c in r] for r in block.rows],
+                "caption": block.caption, "sortable": block.sortable}
+    if isinstance(block, Text):
+        return {"kind": "text", "text": block.text, "style": "warning" if block.kind == "warning" else "note"}
+    if isinstance(block, TokenStrips):
+        lines = [{"label": label, "note": note,
+                  "tokens": [{"text": t, "value": float(v), "colour": figures.token_colour(float(v), block.limit)}
+                             for t, v in zip(block.tokens, values)]}
+                 for label, values, note in block.rows]
+        return {"kind": "tokens", "name": block.name, "title": block.title, "lines": lines}
+    return {"kind": "text", "text": str(block), "style": "note"}
+
+
+def render(title: str, meta: str, sections: list[Section], checks: list, version: str) -> str:
+    """The whole page as a string. Every user-supplied string is escaped by Jinja2's autoescape."""
+    env = _environment()
+    template = env.from_string(_template_text("report.html"))
+    views = [{"id": s.id, "title": s.title, "error": s.error, "seconds": s.seconds,
+              "blocks": [_block_view(b) for b in s.blocks]} for s in sections]
+    return template.render(title=title, meta=meta, css=_template_text("style.css"), sections=views,
+                           checks=checks, failures=[v for v in views if v["error"]], version=version)

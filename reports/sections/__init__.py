@@ -1,0 +1,10 @@
+"""Section builders, in reading order. Each module exposes ``build(ctx) -> Section``.
+
+The map is explicit: adding a section = one module + one line here.
+"""
+
+SECTION_BUILDERS = {
+    "model_card": "reports.sections.model_card",
+    "performance": "reports.sections.performance",
+    "explanations": "reports.sections.explanations",
+}

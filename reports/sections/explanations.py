@@ -1,0 +1,100 @@
+"""Explanations gallery: rows = samples (correct and misclassified), columns = methods."""
+
+from __future__ import annotations
+
+from typing import List
+
+import torch
+
+from explain.registry import get_explainer
+
+from .. import figures
+from .._png import to_png
+from ..report import Figure, ReportContext, Section, Table, Text, TokenStrips
+from .performance import predictions
+
+DEFAULT_METHODS = ["gradcam", "occlusion"]
+
+
+def choose_samples(pred: torch.Tensor, y, k: int, seed: int) -> torch.Tensor:
+    """Up to ``k`` indices: misclassified samples first (up to half), then correct ones, seeded."""
+    gen = torch.Generator().manual_seed(seed)
+    n = len(pred)
+    order = torch.randperm(n, generator=gen)
+    if y is None:
+        return order[:k]
+    wrong = order[(pred[order] != y[order])]
+    right = order[(pred[order] == y[order])]
+    take_wrong = wrong[: max(k // 2, k - len(right))]
+    return torch.cat([right[: k - len(take_wrong)], take_wrong])
+
+
+def _note(attr, i: int) -> str:
+    parts = [f"{attr.seconds / max(len(attr), 1) * 1000:.0f} ms"]
+    for key, values in attr.quality.items():
+        v = values[i]
+        if torch.is_tensor(v):
+            v = float(v)
+        parts.append(f"{key} {v:.2f}")
+    return " · ".join(parts)
+
+
+def build(ctx: ReportContext) -> Section:
+    cfg = ctx.config.get("explanations", {})
+    methods: List[str] = list(cfg.get("methods", DEFAULT_METHODS))
+    params = cfg.get("params", {})
+    k = int(cfg.get("samples", 6))
+    m = ctx.wrapper
+    names = m.class_names
+    probs = predictions(ctx)
+    pred = probs.argmax(1)
+    idx = choose_samples(pred, ctx.y, k, ctx.seed)
+    x = ctx.x[idx]
+    blocks: list = []
+    results = {}
+    failures = {}
+    for method in methods:
+        try:
+            results[method] = get_explainer(method)(m, x, pred[idx], **params.get(method, {}))
+        except Exception as error:  # noqa: BLE001 - one failing method must not hide the others
+            failures[method] = f"{type(error).__name__}: {error}"
+            blocks.append(Text(f"{method} could not be computed: {failures[method]}", kind="warning"))
+    ok = [mt for mt in methods if mt in results]
+    cost = [[mt, results[mt].layer or "—", f"{results[mt].seconds:.2f}",
+             f"{results[mt].seconds / len(x) * 1000:.0f}",
+             ", ".join(f"{q} mean {float(v.float().mean()):.3f}" for q, v in results[mt].quality.items()) or "—"]
+            for mt in ok]
+    blocks.append(Table(["method", "layer", "seconds", "ms / sample", "trust measures"], cost,
+                        caption="What each explanation cost"))
+    summary = {"samples": [], "methods": ok, "failures": failures,
+               "seconds": {mt: results[mt].seconds for mt in ok}}
+    for row, i in enumerate(idx.tolist()):
+        p = int(pred[i])
+        truth = None if ctx.y is None else int(ctx.y[i])
+        verdict = "" if truth is None else ("correct" if truth == p else f"MISCLASSIFIED (true: {names[truth]})")
+        title = f"sample {i}: predicted {names[p]} ({float(probs[i, p]):.0%}) {verdict}".strip()
+        maps = [figures.normalise(results[mt].values[row]) for mt in ok]
+        notes = [_note(results[mt], row) for mt in ok]
+        summary["samples"].append({"index": i, "predicted": p, "label": truth, "confidence": float(probs[i, p]),
+                                   "quality": {mt: {q: float(v[row]) for q, v in results[mt].quality.items()} for mt in ok}})
+        if not ok:
+            continue
+        if m.input_kind == "image":
+            fig = figures.image_row(ctx.x[i], maps, ok, title, notes)
+            blocks.append(Figure(f"sample{i}", to_png(fig, ctx.dpi), "", f"attributions for sample {i}: {title}"))
+        elif m.input_kind == "series":
+            fig = figures.series_row(ctx.x[i], maps, ok, title, notes)
+            blocks.append(Figure(f"sample{i}", to_png(fig, ctx.dpi), "", f"attributions for sample {i}: {title}"))
+        else:
+            ids = ctx.x[i].tolist()
+            keep = [j for j, t in enumerate(ids) if t != m.pad_id] or list(range(len(ids)))
+            vocab = ctx.vocab
+            tokens = [vocab[ids[j]] if vocab and ids[j] < len(vocab) else str(ids[j]) for j in keep]
+            kept = [figures.normalise(mp[keep]) for mp in maps]
+            lim = figures.symmetric_limit(kept)
+            png = to_png(figures.token_strip(tokens, kept, ok, title), ctx.dpi)
+            rows = [(mt, v.tolist(), note) for mt, v, note in zip(ok, kept, notes)]
+            blocks.append(TokenStrips(title, tokens, rows, lim, png=png, name=f"sample{i}"))
+    if len(idx) == 0:
+        blocks.append(Text("No samples to explain."))
+    return Section("explanations", "Explanations", blocks=blocks, summary=summary)

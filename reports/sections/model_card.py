@@ -1,0 +1,47 @@
+"""Model card: architecture, parameters, input, normalisation, classes, device, versions, config."""
+
+from __future__ import annotations
+
+import json
+import platform
+
+from ..report import ReportContext, Section, Table
+
+
+def library_versions() -> dict:
+    import importlib.metadata as md
+    out = {"python": platform.python_version()}
+    for name in ("xaiscope", "torch", "numpy", "captum", "scikit-learn", "lime", "shap", "matplotlib", "jinja2"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def build(ctx: ReportContext) -> Section:
+    d = ctx.wrapper.describe()
+    shape = list(ctx.x.shape[1:])
+    rows = [
+        ["architecture", d["architecture"]],
+        ["parameters", f"{d['parameters']:,}"],
+        ["input kind", d["input_kind"]],
+        ["input shape (one sample)", "×".join(map(str, shape))],
+        ["classes", f"{d['num_classes']}: " + ", ".join(d["class_names"][:20]) + (" …" if len(d["class_names"]) > 20 else "")],
+        ["normalisation", "none" if d["mean"] is None and d["std"] is None else f"mean {d['mean']}, std {d['std']}"],
+        ["device / precision", f"{d['device']} / {d['precision']}"],
+        ["target layer (CAM)", d["target_layer"] or "—"],
+        ["feature layer (head)", d["feature_layer"] or "—"],
+        ["evaluation samples", str(len(ctx.x))],
+        ["seed", str(ctx.seed)],
+    ]
+    versions = library_versions()
+    blocks = [
+        Table(["property", "value"], rows, caption="Model", sortable=False),
+        Table(["library", "version"], [[k, v or "not installed"] for k, v in versions.items()],
+              caption="Library versions", sortable=False),
+        Table(["configuration"], [[json.dumps(ctx.config, indent=1, sort_keys=True, default=str)]],
+              caption="Configuration that produced this report", sortable=False),
+    ]
+    summary = {"model": d, "input_shape": shape, "samples": len(ctx.x), "seed": ctx.seed, "versions": versions}
+    return Section("model_card", "Model card", blocks=blocks, summary=summary)
