@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 TORCH_CPU ?= torch==2.13.0
 THREADS ?= 2
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 setup: $(STAMP)
 
@@ -22,8 +22,14 @@ $(STAMP): pyproject.toml Makefile
 demo: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/xaiscope demo --out reports-out/demo
 
-test: setup
+test: setup browser
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python -m pytest tests
+
+# The report's browser test needs headless Chromium (Debian's package); without it that test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) ; } || \
+	  echo "chromium is not installed: the browser test will be skipped"
 
 bench: setup
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/run.py
