@@ -12,7 +12,11 @@ from .attribution import Attribution
 from .data import collect, iter_batches
 from .loading import load_model
 from .methods.gradcam import gradcam
+from .methods.integrated_gradients import integrated_gradients
+from .methods.kernel_shap import shap
+from .methods.lime import lime
 from .methods.occlusion import occlusion
+from .methods.saliency import saliency, smoothgrad
 from .model import ModelWrapper
 from .registry import EXPLAINERS, available_explainers, get_explainer, run_explainer
 
@@ -23,6 +27,11 @@ __all__ = [
     "Attribution",
     "gradcam",
     "occlusion",
+    "lime",
+    "shap",
+    "integrated_gradients",
+    "saliency",
+    "smoothgrad",
     "load_model",
     "iter_batches",
     "collect",

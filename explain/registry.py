@@ -11,7 +11,11 @@ from typing import Any, Callable, Dict
 from .attribution import Attribution
 from .errors import UnknownMethodError
 from .methods.gradcam import gradcam
+from .methods.integrated_gradients import integrated_gradients
+from .methods.kernel_shap import shap
+from .methods.lime import lime
 from .methods.occlusion import occlusion
+from .methods.saliency import saliency, smoothgrad
 
 __all__ = ["EXPLAINERS", "get_explainer", "available_explainers", "run_explainer"]
 
@@ -19,6 +23,11 @@ __all__ = ["EXPLAINERS", "get_explainer", "available_explainers", "run_explainer
 EXPLAINERS: Dict[str, Callable[..., Attribution]] = {
     "gradcam": gradcam,
     "occlusion": occlusion,
+    "lime": lime,
+    "shap": shap,
+    "integrated_gradients": integrated_gradients,
+    "saliency": saliency,
+    "smoothgrad": smoothgrad,
 }
 
 

@@ -1,0 +1,129 @@
+"""Feature groups for perturbation methods: which pixels, tokens or time steps move together.
+
+A grouping is a ``LongTensor`` shaped like the attribution map (``N×H×W`` or ``N×T``) whose values
+``0..F_i−1`` name each sample's features. Images: superpixels (SLIC by default, quickshift) or a
+regular grid, or a user segmentation; tokens: one feature per position; series: time windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from ..errors import InputShapeError
+
+Features = Union[str, torch.Tensor, np.ndarray, None]
+
+
+def _relabel(seg: torch.Tensor) -> torch.Tensor:
+    """Consecutive ids ``0..F−1`` per sample."""
+    out = torch.empty_like(seg)
+    for i in range(seg.shape[0]):
+        _, inv = torch.unique(seg[i], return_inverse=True)
+        out[i] = inv.view_as(seg[i])
+    return out
+
+
+def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: int = 50, cell: Optional[int] = None) -> torch.Tensor:
+    """Superpixels or grid cells for ``N×C×H×W`` images in [0, 1]; returns ``N×H×W`` ids.
+
+    SLIC runs with connected superpixels; when that merges a noisy or tiny image into fewer than a
+    quarter of the requested segments, it reruns without the connectivity constraint.
+    """
+    n, c, h, w = x.shape
+    if isinstance(features, (torch.Tensor, np.ndarray)):
+        seg = torch.as_tensor(features).long().cpu()
+        if seg.dim() == 2:
+            seg = seg.expand(n, h, w)
+        if tuple(seg.shape) != (n, h, w):
+            raise InputShapeError(f"features: a segmentation must have shape {(n, h, w)} or {(h, w)}, got {tuple(seg.shape)}")
+        return _relabel(seg)
+    if features == "grid":
+        size = cell or max(1, int(round((h * w / n_segments) ** 0.5)))
+        rows = torch.arange(h) // size
+        cols = torch.arange(w) // size
+        grid = rows[:, None] * (int(cols.max()) + 1) + cols[None, :]
+        return grid.expand(n, h, w).clone()
+    if features not in ("slic", "quickshift"):
+        raise InputShapeError(f"features must be 'slic', 'quickshift', 'grid' or a segmentation tensor, got {features!r}")
+    from skimage.segmentation import quickshift, slic
+
+    imgs = x.detach().float().cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
+    segs = []
+    for img in imgs:
+        if features == "slic":
+            arr = img if c > 1 else img[..., 0]
+            axis = -1 if c > 1 else None
+            s = slic(arr, n_segments=n_segments, compactness=10.0, start_label=0, channel_axis=axis)
+            if s.max() + 1 < max(2, n_segments // 4):  # noisy or tiny images: connectivity merges everything
+                s = slic(arr, n_segments=n_segments, compactness=10.0, start_label=0, channel_axis=axis,
+                         enforce_connectivity=False)
+        else:
+            rgb = img if c == 3 else np.repeat(img[..., :1], 3, axis=-1)
+            s = quickshift(rgb, kernel_size=4, max_dist=200, ratio=0.2)
+        segs.append(torch.from_numpy(np.asarray(s, dtype=np.int64)))
+    return _relabel(torch.stack(segs))
+
+
+def sequence_groups(n: int, length: int, window: int = 1) -> torch.Tensor:
+    """Consecutive windows of ``window`` steps: ``N×T`` ids ``t // window``."""
+    if window < 1:
+        raise InputShapeError(f"window must be ≥ 1, got {window}")
+    return (torch.arange(length) // window).expand(n, length).clone()
+
+
+def feature_groups(kind: str, x: torch.Tensor, features: Features = None, *, n_segments: int = 50,
+                   window: Optional[int] = None) -> torch.Tensor:
+    """The grouping for a batch of the given input kind (see module docstring)."""
+    if kind == "image":
+        return image_groups(x, "slic" if features is None else features, n_segments=n_segments)
+    n, t = x.shape[0], x.shape[1]
+    if isinstance(features, (torch.Tensor, np.ndarray)):
+        seg = torch.as_tensor(features).long().cpu()
+        seg = seg.expand(n, t) if seg.dim() == 1 else seg
+        if tuple(seg.shape) != (n, t):
+            raise InputShapeError(f"features: a grouping must have shape {(n, t)} or {(t,)}, got {tuple(seg.shape)}")
+        return _relabel(seg)
+    if features not in (None, "tokens", "windows"):
+        raise InputShapeError(f"features for {kind} inputs: None, 'tokens', 'windows' or a tensor, got {features!r}")
+    default = 1 if kind == "tokens" else max(1, t // 16)
+    return sequence_groups(n, t, window or default)
+
+
+def expand_to_map(weights: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Per-feature weights ``N×F`` → a map shaped like ``groups`` (each element gets its feature's weight)."""
+    n = groups.shape[0]
+    flat = groups.reshape(n, -1).to(weights.device)
+    return weights.gather(1, flat).reshape(groups.shape)
+
+
+def segment_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
+    """Each pixel replaced by the mean colour of its feature (superpixel): ``N×C×H×W``."""
+    n, c = x.shape[:2]
+    g = groups.to(x.device).reshape(n, 1, -1).expand(n, c, -1)
+    f = int(groups.max()) + 1
+    sums = torch.zeros(n, c, f, device=x.device, dtype=x.dtype).scatter_add_(2, g, x.reshape(n, c, -1))
+    counts = torch.zeros(n, 1, f, device=x.device, dtype=x.dtype).scatter_add_(
+        2, g[:, :1], torch.ones_like(x[:, :1].reshape(n, 1, -1)))
+    return (sums / counts.clamp_min(1)).gather(2, g).reshape(x.shape)
+
+
+def default_baseline(kind: str, x: torch.Tensor, pad_id: int, groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What an 'off' feature becomes: its superpixel's mean colour (images), the pad id (tokens), 0 (series)."""
+    if kind == "image":
+        return segment_means(x, groups) if groups is not None else x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+    if kind == "tokens":
+        return torch.full_like(x, pad_id)
+    return torch.zeros_like(x)
+
+
+def as_int(v: Any, name: str, low: int = 1) -> int:
+    try:
+        iv = int(v)
+    except (TypeError, ValueError):
+        raise InputShapeError(f"{name} must be an integer, got {v!r}") from None
+    if iv < low:
+        raise InputShapeError(f"{name} must be ≥ {low}, got {iv}")
+    return iv
