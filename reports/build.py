@@ -140,7 +140,7 @@ def build_report(
     *,
     ood_data: Any = None,
     out: Union[str, os.PathLike, None] = None,
-    methods: Sequence[str] = ("gradcam", "occlusion"),
+    methods: Sequence[str] = ("gradcam", "occlusion", "lime", "shap", "integrated_gradients"),
     sections: Optional[Iterable[str]] = None,
     config: Optional[dict] = None,
     max_samples: int = 256,

@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="train small models on bundled real data and write their reports")
     d.add_argument("--out", default="reports-out/demo", help="output folder (default: reports-out/demo)")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion)")
+    d.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion,lime,shap,integrated_gradients)")
     d.add_argument("--samples", type=int, default=6, help="gallery rows per report")
     d.add_argument("--quiet", action="store_true", help="print only the report paths")
 
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--out", default=None, help="output folder")
         r.add_argument("--quiet", action="store_true", help="no progress output")
         if name == "report":
-            r.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion)")
+            r.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion,lime,shap,integrated_gradients)")
             r.add_argument("--samples", type=int, default=None, help="gallery rows (default 6)")
             r.add_argument("--ood-data", default=None, help="out-of-distribution inputs (same formats as --data)")
         else:
@@ -154,7 +154,7 @@ def cmd_report(args) -> int:
         ood = load_data(s["ood_data"], s["kind"], channels=int(s.get("channels") or 3), size=s.get("image_size"))[0]
     config = {k: v for k, v in s.items() if isinstance(v, dict)}
     out = s.get("out") or "reports-out/report"
-    rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion"],
+    rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"],
                        config=config, max_samples=int(s.get("max_samples") or 256), samples=int(s.get("samples") or 6),
                        seed=int(s.get("seed") or 0), vocab=vocab)
     index = Path(out) / "index.html"

@@ -27,7 +27,7 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
 
     Returns the paths of the three ``index.html`` files.
     """
-    methods = methods or ["gradcam", "occlusion"]
+    methods = methods or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"]
     root = Path(out)
     paths = []
 
