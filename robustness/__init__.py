@@ -1,3 +1,20 @@
-"""xaiscope's robustness layer: attacks, corruptions, out-of-distribution detection and bounds."""
+"""xaiscope's robustness layer: adversarial attacks, corruptions and out-of-distribution detection.
 
-__all__: list = []
+Example:
+    >>> r = robustness.attack(m, x, y, method="pgd", eps=8/255, steps=10, seed=0)          # doctest: +SKIP
+    >>> c = robustness.robust_accuracy(m, (x, y), eps=[0, 2/255, 8/255], method="pgd")      # doctest: +SKIP
+    >>> k = robustness.corruption_accuracy(m, (x, y), corruptions=["gaussian_noise"])       # doctest: +SKIP
+"""
+
+from .attacks.apgd import APGD
+from .attacks.fgsm import FGSM
+from .attacks.hotflip import HotFlip
+from .attacks.pgd import PGD
+from .evaluate import attack, corruption_accuracy, make_attack, robust_accuracy
+from .results import AttackResult, CorruptionResult, RobustAccuracyResult
+
+__all__ = [
+    "attack", "robust_accuracy", "corruption_accuracy", "make_attack",
+    "FGSM", "PGD", "APGD", "HotFlip",
+    "AttackResult", "RobustAccuracyResult", "CorruptionResult",
+]

@@ -1,0 +1,88 @@
+"""What every attack shares: budgets in natural units, projections, the loss, and the result."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+from explain.errors import InputShapeError, InputValueError
+from explain.model import ModelWrapper
+
+from ..results import AttackResult
+
+Eps = Union[float, torch.Tensor]
+
+
+def per_sample(v: Eps, n: int, like: torch.Tensor) -> torch.Tensor:
+    """A budget as an ``N×1×…`` tensor broadcastable against ``like``."""
+    t = torch.as_tensor(v, dtype=like.dtype, device=like.device).flatten()
+    if t.numel() == 1:
+        t = t.expand(n)
+    return t.view(n, *([1] * (like.dim() - 1)))
+
+
+def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Closest point of the L∞ ball ``‖δ‖∞ ≤ eps`` around ``x`` (per sample)."""
+    return x + torch.max(torch.min(x_adv - x, eps), -eps)
+
+
+def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Closest point of the L2 ball ``‖δ‖₂ ≤ eps`` around ``x`` (per sample)."""
+    delta = x_adv - x
+    norm = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
+    return x + delta * torch.clamp(eps / norm.clamp_min(1e-12), max=1.0)
+
+
+def clip_range(x: torch.Tensor, bounds: Optional[Tuple[float, float]]) -> torch.Tensor:
+    """Clip to the valid input range (no-op without bounds)."""
+    return x if bounds is None else x.clamp(bounds[0], bounds[1])
+
+
+def normalized_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction of unit size: ``sign(g)`` for L∞, ``g/‖g‖₂`` for L2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+
+
+def attack_loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
+    """Per-sample loss to *increase*: cross-entropy to the label, or minus it to a target."""
+    ce = F.cross_entropy(logits, labels, reduction="none")
+    return -ce if targeted else ce
+
+
+def input_scale(wrapper: ModelWrapper, x: torch.Tensor) -> torch.Tensor:
+    """Unit of a series budget per channel: the wrapper's ``std`` if given, else the batch's std."""
+    if wrapper._std is not None:
+        return wrapper._std.view(1, 1, -1).to(x.dtype)
+    return x.std(dim=(0, 1), keepdim=True).clamp_min(1e-8)
+
+
+def check_budget(eps: Eps, norm: str) -> None:
+    t = torch.as_tensor(eps, dtype=torch.float32)
+    if bool((t < 0).any()) or not bool(torch.isfinite(t).all()):
+        raise InputValueError(f"eps must be finite and ≥ 0, got {eps}")
+    if norm not in ("linf", "l2"):
+        raise InputShapeError(f"norm must be 'linf' or 'l2', got {norm!r}")
+
+
+def finish(wrapper: ModelWrapper, method: str, params: dict, x: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor,
+           clean_pred: torch.Tensor, start: float, targeted_to: Optional[torch.Tensor] = None, **extra) -> AttackResult:
+    """Predict on the adversarial inputs and package the result on the CPU."""
+    adv_pred = wrapper.logits(x_adv).argmax(1) if "adv_pred" not in extra else extra.pop("adv_pred")
+    labels, clean_pred = labels.cpu(), clean_pred.cpu()
+    if targeted_to is not None:
+        success = adv_pred == targeted_to.cpu()
+    else:
+        success = (clean_pred == labels) & (adv_pred != labels)
+    if x.dtype.is_floating_point:
+        delta = (x_adv.float() - x.float()).flatten(1).cpu()
+        linf, l2 = delta.abs().amax(1), delta.norm(dim=1)
+    else:
+        linf = l2 = torch.zeros(len(x))
+    return AttackResult(inputs=x.detach().cpu(), adversarial=x_adv.detach().cpu(), labels=labels, clean_pred=clean_pred,
+                        adv_pred=adv_pred.cpu(), success=success, linf=extra.pop("linf", linf), l2=extra.pop("l2", l2),
+                        method=method, params=params, seconds=time.perf_counter() - start, **extra)

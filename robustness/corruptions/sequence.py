@@ -1,0 +1,75 @@
+"""Corruptions for token ids (``N×T``) and time series (``N×T×C``), at rising rates."""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import Corruption, noise_like, uniform_like
+
+PAD_ID, UNK_ID = 0, 1
+
+
+def _real(x: torch.Tensor) -> torch.Tensor:
+    return x != PAD_ID
+
+
+def token_drop(x, rate, gen):
+    """Delete tokens (the rest shift left; padding fills the end)."""
+    keep = (uniform_like(x.float(), gen) >= rate) | ~_real(x)
+    out = torch.full_like(x, PAD_ID)
+    for i in range(len(x)):
+        kept = x[i][keep[i] & _real(x[i])]
+        out[i, :len(kept)] = kept
+    return out
+
+
+def token_swap(x, rate, gen):
+    """Swap neighbouring real tokens."""
+    out = x.clone()
+    pick = (uniform_like(x[:, :-1].float(), gen) < rate) & _real(x[:, :-1]) & _real(x[:, 1:])
+    for i, t in pick.nonzero().tolist():
+        out[i, t], out[i, t + 1] = out[i, t + 1].clone(), out[i, t].clone()
+    return out
+
+
+def token_mask(x, rate, gen):
+    """Replace tokens by the unknown id (1)."""
+    hit = (uniform_like(x.float(), gen) < rate) & _real(x)
+    return torch.where(hit, torch.full_like(x, UNK_ID), x)
+
+
+def series_noise(x, sigma, gen):
+    """Gaussian noise, σ relative to each series' per-channel standard deviation."""
+    return x + sigma * x.std(dim=1, keepdim=True) * noise_like(x, gen)
+
+
+def series_scaling(x, spread, gen):
+    """Multiply each series by a random factor ``1 + spread · N(0, 1)``."""
+    f = 1 + spread * torch.randn((len(x), 1, 1), generator=gen).to(x.device, x.dtype)
+    return x * f
+
+
+def series_shift(x, fraction, gen):
+    """Circular shift in time by ±``fraction`` of the length."""
+    t = x.shape[1]
+    shifts = (torch.randint(0, 2, (len(x),), generator=gen) * 2 - 1) * max(1, int(round(fraction * t)))
+    return torch.stack([torch.roll(x[i], int(s), dims=0) for i, s in enumerate(shifts.tolist())])
+
+
+def series_dropout(x, rate, gen):
+    """Zero random time steps (sensor dropouts)."""
+    hit = uniform_like(x[:, :, :1], gen) < rate
+    return x.masked_fill(hit, 0.0)
+
+
+TOKEN_CORRUPTIONS = {
+    "token_drop": Corruption("token_drop", "tokens", token_drop, [0.05, 0.1, 0.2, 0.3, 0.4], token_drop.__doc__),
+    "token_swap": Corruption("token_swap", "tokens", token_swap, [0.05, 0.1, 0.2, 0.3, 0.4], token_swap.__doc__),
+    "token_mask": Corruption("token_mask", "tokens", token_mask, [0.05, 0.1, 0.2, 0.3, 0.4], token_mask.__doc__),
+}
+SERIES_CORRUPTIONS = {
+    "noise": Corruption("noise", "series", series_noise, [0.1, 0.2, 0.4, 0.7, 1.0], series_noise.__doc__),
+    "scaling": Corruption("scaling", "series", series_scaling, [0.05, 0.1, 0.2, 0.3, 0.5], series_scaling.__doc__),
+    "time_shift": Corruption("time_shift", "series", series_shift, [0.02, 0.05, 0.1, 0.15, 0.2], series_shift.__doc__),
+    "dropout": Corruption("dropout", "series", series_dropout, [0.05, 0.1, 0.2, 0.3, 0.5], series_dropout.__doc__),
+}

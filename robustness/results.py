@@ -1,0 +1,115 @@
+"""Robustness results: plain frozen dataclasses with CPU tensors and ``to_dict()``; no drawing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import torch
+
+
+def _num(v: float) -> Optional[float]:
+    return None if v is None or (isinstance(v, float) and (math.isnan(v) or math.isinf(v))) else float(v)
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack on a batch.
+
+    Attributes:
+        inputs: the clean inputs (CPU). adversarial: the adversarial inputs (ids for token attacks;
+            for embedding-space attacks the ids are unchanged and ``adversarial_embeddings`` holds
+            the perturbed embeddings).
+        labels, clean_pred, adv_pred: ``LongTensor N``.
+        success: the attack changed a correct prediction (untargeted) or reached the target class.
+        linf, l2: per-sample perturbation norms in natural units (embedding units for embedding
+            attacks; for token substitutions the number of changed tokens is in ``tokens_changed``).
+    """
+
+    inputs: torch.Tensor
+    adversarial: torch.Tensor
+    labels: torch.Tensor
+    clean_pred: torch.Tensor
+    adv_pred: torch.Tensor
+    success: torch.Tensor
+    linf: torch.Tensor
+    l2: torch.Tensor
+    method: str
+    params: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    tokens_changed: Optional[torch.Tensor] = None
+    adversarial_embeddings: Optional[torch.Tensor] = None
+
+    @property
+    def clean_accuracy(self) -> float:
+        return float((self.clean_pred == self.labels).float().mean())
+
+    @property
+    def robust_accuracy(self) -> float:
+        """Share of samples still classified correctly under attack."""
+        return float((self.adv_pred == self.labels).float().mean())
+
+    @property
+    def success_rate(self) -> float:
+        """Share of initially correct samples whose prediction the attack changed."""
+        correct = self.clean_pred == self.labels
+        return float(self.success[correct].float().mean()) if bool(correct.any()) else 0.0
+
+    def to_dict(self) -> dict:
+        out = {"method": self.method, "params": self.params, "seconds": self.seconds, "n": len(self.labels),
+               "clean_accuracy": self.clean_accuracy, "robust_accuracy": self.robust_accuracy,
+               "success_rate": self.success_rate, "mean_linf": float(self.linf.float().mean()),
+               "mean_l2": float(self.l2.float().mean())}
+        if self.tokens_changed is not None:
+            out["mean_tokens_changed"] = float(self.tokens_changed.float().mean())
+        return out
+
+
+@dataclass(frozen=True)
+class RobustAccuracyResult:
+    """Accuracy under attack over a list of budgets, with per-sample minimal flipping budgets."""
+
+    eps: List[float]
+    accuracy: List[float]
+    clean_accuracy: float
+    method: str
+    params: dict
+    minimal_eps: Optional[torch.Tensor]
+    seconds: float
+    n: int
+
+    @property
+    def median_minimal_eps(self) -> Optional[float]:
+        """Median budget that flips a correctly classified sample (``inf`` counts as unflipped)."""
+        if self.minimal_eps is None or len(self.minimal_eps) == 0:
+            return None
+        return float(self.minimal_eps.median())
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "params": self.params, "eps": list(self.eps), "accuracy": list(self.accuracy),
+                "clean_accuracy": self.clean_accuracy, "median_minimal_eps": _num(self.median_minimal_eps),
+                "seconds": self.seconds, "n": self.n}
+
+
+@dataclass(frozen=True)
+class CorruptionResult:
+    """Accuracy per corruption and severity."""
+
+    clean_accuracy: float
+    severities: List[int]
+    accuracy: Dict[str, List[float]]
+    seed: int
+    seconds: float
+    n: int
+
+    @property
+    def mean_accuracy(self) -> float:
+        """Mean accuracy over every corruption and severity."""
+        vals = [v for row in self.accuracy.values() for v in row]
+        return float(sum(vals) / len(vals)) if vals else float("nan")
+
+    def to_dict(self) -> dict:
+        return {"clean_accuracy": self.clean_accuracy, "severities": list(self.severities),
+                "accuracy": {k: list(v) for k, v in self.accuracy.items()}, "mean_accuracy": _num(self.mean_accuracy),
+                "seed": self.seed, "seconds": self.seconds, "n": self.n}
