@@ -121,7 +121,7 @@ def test_a_failing_explainer_is_reported_in_place(cnn):
                                config={"explanations": {"params": {"occlusion": {"window": 0}}}})
     expl = next(s for s in rep.sections if s.id == "explanations")
     assert expl.error is None and "occlusion" in expl.summary["failures"]
-    assert expl.summary["methods"] == ["gradcam"]
+    assert "gradcam" in expl.summary["methods"] and "occlusion" not in expl.summary["methods"]
 
 
 def test_bad_inputs_to_build_report_raise_toolkit_errors(cnn):
