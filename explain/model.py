@@ -408,7 +408,7 @@ class ModelWrapper:
     def session(self, grad: bool = False) -> Iterator[None]:
         """Put the model in eval mode with frozen parameters; restore everything on exit.
 
-        ``grad=False`` also enters ``torch.inference_mode``-like no-grad. With ``grad=True`` on CUDA,
+        ``grad=False`` also disables gradient recording (``torch.no_grad``). With ``grad=True`` on CUDA,
         recurrent layers run in train mode with dropout 0 (see ``rnn_backward_fix``). Nested
         sessions restore only when the outermost one exits. Whatever happens inside, the
         ``training`` flag of every module and the ``requires_grad`` of every parameter are restored.
@@ -429,7 +429,9 @@ class ModelWrapper:
                         rnn_state.append((m, m.dropout))
                         m.dropout = 0.0
                         m.train(True)
-            ctx = torch.enable_grad() if grad else torch.inference_mode()
+            # no_grad rather than inference_mode: tensors made here may later need gradients
+            # (e.g. embeddings an attack starts from), which inference tensors refuse.
+            ctx = torch.enable_grad() if grad else torch.no_grad()
             with ctx:
                 yield
         finally:

@@ -7,4 +7,5 @@ SECTION_BUILDERS = {
     "model_card": "reports.sections.model_card",
     "performance": "reports.sections.performance",
     "explanations": "reports.sections.explanations",
+    "robustness": "reports.sections.robustness",
 }

@@ -178,3 +178,10 @@ def test_bad_attack_inputs_raise_specific_errors(cnn, conv1d):
         robustness.attack(conv1d.wrapper, conv1d.x[:2], conv1d.y[:2], method="hotflip")
     with pytest.raises(InputShapeError, match="does not take"):
         robustness.attack(cnn.wrapper, cnn.x[:2], cnn.y[:2], method="fgsm", steps=3)
+
+
+@pytest.mark.parametrize("method", ["fgsm", "pgd", "apgd"])
+def test_every_gradient_attack_runs_on_token_embeddings(lstm, method):
+    kw = {} if method == "fgsm" else {"steps": 3}
+    r = robustness.attack(lstm.wrapper, lstm.x[:8], lstm.y[:8], method, eps=0.5, **kw)
+    assert r.adversarial_embeddings.shape == (8, 16, 32) and float(r.linf.max()) <= 0.5 + 1e-5
