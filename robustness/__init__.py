@@ -4,6 +4,7 @@ Example:
     >>> r = robustness.attack(m, x, y, method="pgd", eps=8/255, steps=10, seed=0)          # doctest: +SKIP
     >>> c = robustness.robust_accuracy(m, (x, y), eps=[0, 2/255, 8/255], method="pgd")      # doctest: +SKIP
     >>> k = robustness.corruption_accuracy(m, (x, y), corruptions=["gaussian_noise"])       # doctest: +SKIP
+    >>> d = robustness.ood_detector("energy").fit(m, (x, y)); d.score(x_new)                # doctest: +SKIP
 """
 
 from .attacks.apgd import APGD
@@ -11,10 +12,13 @@ from .attacks.fgsm import FGSM
 from .attacks.hotflip import HotFlip
 from .attacks.pgd import PGD
 from .evaluate import attack, corruption_accuracy, make_attack, robust_accuracy
+from .ood import DETECTORS, evaluate_ood, ood_detector
+from .ood_results import OODEvaluation, OODMethodResult
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
 
 __all__ = [
-    "attack", "robust_accuracy", "corruption_accuracy", "make_attack",
+    "attack", "robust_accuracy", "corruption_accuracy", "make_attack", "ood_detector", "evaluate_ood", "DETECTORS",
+    "OODEvaluation", "OODMethodResult",
     "FGSM", "PGD", "APGD", "HotFlip",
     "AttackResult", "RobustAccuracyResult", "CorruptionResult",
 ]

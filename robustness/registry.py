@@ -10,6 +10,7 @@ from .attacks.fgsm import FGSM
 from .attacks.hotflip import HotFlip
 from .attacks.pgd import PGD
 from .corruptions import IMAGE_CORRUPTIONS, SERIES_CORRUPTIONS, TOKEN_CORRUPTIONS
+from .ood import DETECTORS  # noqa: F401  (listed by the CLI)
 
 ATTACKS = {"fgsm": FGSM, "pgd": PGD, "apgd": APGD, "hotflip": HotFlip}
 

@@ -1,0 +1,94 @@
+"""Out-of-distribution detection: detectors (higher score = more OOD), metrics and evaluation.
+
+Example:
+    >>> d = robustness.ood_detector("energy").fit(m, (x_train, y_train))   # doctest: +SKIP
+    >>> d.calibrate((x_val, y_val)).is_ood(x_new)
+    >>> o = robustness.evaluate_ood(m, (x_test, y_test), x_ood, methods=["msp", "energy", "mahalanobis"])
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+import torch
+
+from explain.data import collect
+from explain.errors import InputShapeError, UnknownMethodError
+from explain.methods._common import check_wrapper
+
+from ..ood_results import OODEvaluation, OODMethodResult
+from ._base import Detector
+from .features import KNN, Mahalanobis, ViM, knn_score, mahalanobis_score, vim_score
+from .metrics import ood_metrics
+from .output import MSP, ODIN, Energy, MaxLogit, energy_score, maxlogit_score, msp_score
+
+DETECTORS = {"msp": MSP, "maxlogit": MaxLogit, "energy": Energy, "odin": ODIN,
+             "mahalanobis": Mahalanobis, "knn": KNN, "vim": ViM}
+
+__all__ = ["DETECTORS", "Detector", "ood_detector", "evaluate_ood", "ood_metrics", "msp_score", "maxlogit_score",
+           "energy_score", "mahalanobis_score", "knn_score", "vim_score"]
+
+
+def ood_detector(name: str, **params: Any) -> Detector:
+    """A detector by name (``msp``, ``maxlogit``, ``energy``, ``odin``, ``mahalanobis``, ``knn``, ``vim``)."""
+    if name not in DETECTORS:
+        raise UnknownMethodError(f"unknown OOD detector {name!r}; available: {', '.join(DETECTORS)}")
+    try:
+        return DETECTORS[name](**params)
+    except TypeError as error:
+        raise InputShapeError(f"detector {name!r}: {error}") from None
+
+
+def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
+                 *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
+                 params: Optional[dict] = None) -> OODEvaluation:
+    """Fit each detector and measure how well it separates ``in_data`` from ``ood_data``.
+
+    Args:
+        in_data: in-distribution data with labels; when ``fit_data`` is None its first half fits
+            the detectors and its second half is the in-distribution test set.
+        ood_data: out-of-distribution inputs (labels unused), same per-sample shape as ``in_data``.
+        methods: detector names; ``params`` maps a name to its constructor arguments.
+        tpr: the in-distribution share kept by the calibrated threshold.
+
+    Returns:
+        ``OODEvaluation`` with AUROC, AUPR-In, AUPR-Out, FPR@95%TPR, threshold, scores and ROC per
+        detector; a detector that cannot run on this model is listed in ``errors``.
+    """
+    wrapper = check_wrapper(model)
+    x_in, y_in = collect(in_data, max_samples=max_samples)
+    x_out, _ = collect(ood_data, max_samples=max_samples)
+    wrapper.check_inputs(x_in, name="in_data")
+    wrapper.check_inputs(x_out, name="ood_data")
+    if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
+        raise InputShapeError(f"ood_data samples have shape {tuple(x_out.shape[1:])} but in_data samples have "
+                              f"{tuple(x_in.shape[1:])}")
+    if fit_data is None:
+        if len(x_in) < 4:
+            raise InputShapeError("in_data needs at least 4 samples to split into fitting and test halves")
+        half = len(x_in) // 2
+        fit_pair = (x_in[:half], None if y_in is None else y_in[:half])
+        x_test = x_in[half:]
+    else:
+        fit_pair, x_test = fit_data, x_in
+    n_fit = len(collect(fit_pair)[0])
+    results, errors = {}, {}
+    for name in methods:
+        start = time.perf_counter()
+        try:
+            det = ood_detector(name, **(params or {}).get(name, {})).fit(wrapper, fit_pair)
+            s_in, s_out = det.score_data(x_test), det.score_data(x_out)
+        except (InputShapeError, UnknownMethodError):
+            raise
+        except Exception as error:  # noqa: BLE001 - one detector failing must not hide the others
+            errors[name] = f"{type(error).__name__}: {error}"
+            continue
+        metrics = ood_metrics(s_in, s_out, tpr)
+        threshold = float(torch.quantile(s_in.double(), tpr))
+        results[name] = OODMethodResult(name=name, auroc=metrics["auroc"], aupr_in=metrics["aupr_in"],
+                                        aupr_out=metrics["aupr_out"], fpr95=metrics["fpr95"], threshold=threshold,
+                                        scores_in=s_in, scores_out=s_out, roc=metrics["roc"],
+                                        seconds=time.perf_counter() - start,
+                                        params={k: v for k, v in vars(det).items() if not k.endswith("_") and not k.startswith("_")})
+    return OODEvaluation(methods=results, n_fit=n_fit, n_in=len(x_test), n_out=len(x_out), errors=errors)

@@ -1,0 +1,216 @@
+"""Feature-based detectors on the wrapper's penultimate features. Higher score = more OOD.
+
+``fit`` streams over the in-distribution data in batches and keeps only running sums (Mahalanobis,
+ViM) or the normalised feature bank (KNN), so memory does not grow with the number of batches
+beyond what the method itself needs.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from explain.errors import EmptyDataError, NotFittedError
+
+from ._base import Detector, head_weights, labelled_features
+
+
+def mahalanobis_score(z: torch.Tensor, means: torch.Tensor, precision: torch.Tensor) -> torch.Tensor:
+    """Smallest class-conditional Mahalanobis distance (Lee et al., 2018, https://arxiv.org/abs/1807.03888).
+
+    Math: ``s(z) = min_c (z − μ_c)ᵀ Σ⁻¹ (z − μ_c)`` with a covariance ``Σ`` tied across classes.
+    Shape: z ``N×D``, means ``K×D``, precision ``D×D`` → ``N``.
+    """
+    z = z.double()
+    zp = z @ precision
+    quad = (zp * z).sum(1, keepdim=True) - 2 * zp @ means.T + ((means @ precision) * means).sum(1)[None, :]
+    return quad.min(dim=1).values.float()
+
+
+def knn_score(z: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Distance to the ``k``-th nearest normalised training feature (Sun et al., 2022,
+    https://arxiv.org/abs/2204.06507). Both sides are L2-normalised; the bank is scanned in chunks.
+
+    Shape: z ``N×D``, bank ``M×D`` (already normalised) → ``N``.
+    """
+    q = torch.nn.functional.normalize(z.float(), dim=1)
+    best = torch.full((len(q), k), float("inf"), device=q.device)
+    for start in range(0, len(bank), chunk):
+        d = torch.cdist(q, bank[start:start + chunk].to(q.device))
+        best = torch.cat([best, d], dim=1).topk(k, dim=1, largest=False).values
+    return best[:, k - 1]
+
+
+def vim_score(z: torch.Tensor, logits: torch.Tensor, origin: torch.Tensor, residual: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Virtual-logit matching (Wang et al., 2022, https://arxiv.org/abs/2203.10807).
+
+    Math: ``s = α ‖(z − u) R Rᵀ‖ − logsumexp(f(z))`` with ``u = −W⁺b`` and ``R`` spanning the
+    feature covariance's minor directions.
+    """
+    resid = ((z.double() - origin) @ residual).norm(dim=1)
+    return (alpha * resid - torch.logsumexp(logits.double(), dim=1)).float()
+
+
+class Mahalanobis(Detector):
+    """Class means with a tied covariance. Example: ``ood_detector("mahalanobis").fit(m, (x, y))``."""
+
+    name = "mahalanobis"
+    needs_features = True
+
+    def __init__(self, ridge: float = 1e-6) -> None:
+        self.ridge = ridge
+
+    def _fit(self, model, in_data, batch_size):
+        self.model_ = model
+        for x, z, y in labelled_features(model, in_data, batch_size):
+            self.input_shape_ = tuple(x.shape[1:])
+            self._accumulate(z, y)
+        self._finish()
+
+    def fit_features(self, z: torch.Tensor, y: torch.Tensor) -> "Mahalanobis":
+        """Fit from features ``N×D`` and labels ``N`` directly."""
+        self._reset()
+        self._accumulate(z.double(), y.long())
+        self._finish()
+        return self
+
+    def _reset(self):
+        for k in ("_n", "_sum", "_outer"):
+            self.__dict__.pop(k, None)
+
+    def _accumulate(self, z: torch.Tensor, y: torch.Tensor) -> None:
+        k = int(y.max()) + 1
+        if not hasattr(self, "_n"):
+            d = z.shape[1]
+            self._n = torch.zeros(0, dtype=torch.float64)
+            self._sum = torch.zeros(0, d, dtype=torch.float64)
+            self._outer = torch.zeros(d, d, dtype=torch.float64)
+        if k > len(self._n):
+            self._n = torch.cat([self._n, torch.zeros(k - len(self._n), dtype=torch.float64)])
+            self._sum = torch.cat([self._sum, torch.zeros(k - len(self._sum), z.shape[1], dtype=torch.float64)])
+        self._n.index_add_(0, y, torch.ones(len(y), dtype=torch.float64))
+        self._sum.index_add_(0, y, z)
+        self._outer += z.T @ z
+
+    def _finish(self) -> None:
+        if not hasattr(self, "_n") or self._n.sum() == 0:
+            raise EmptyDataError("no in-distribution features to fit")
+        present = self._n > 0
+        self.means_ = self._sum[present] / self._n[present, None]
+        total = self._n.sum()
+        cov = (self._outer - (self.means_.T * self._n[present]) @ self.means_) / total
+        eye = torch.eye(cov.shape[0], dtype=torch.float64)
+        self.covariance_ = cov
+        self.precision_ = torch.linalg.pinv(cov + self.ridge * eye, hermitian=True)
+
+    def score_features(self, z: torch.Tensor) -> torch.Tensor:
+        """Scores for penultimate features ``N×D``."""
+        self._check_fitted()
+        return mahalanobis_score(z, self.means_, self.precision_)
+
+    def _score(self, x):
+        return self.score_features(self.model_.features(x))
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "precision_"):
+            raise NotFittedError("Mahalanobis is not fitted yet; call fit(model, in_data) or fit_features(z, y) first")
+
+
+class KNN(Detector):
+    """k-th nearest-neighbour distance of normalised features. Example: ``ood_detector("knn", k=10)``."""
+
+    name = "knn"
+    needs_features = True
+
+    def __init__(self, k: int = 10, max_bank: Optional[int] = None) -> None:
+        self.k = k
+        self.max_bank = max_bank
+
+    def _fit(self, model, in_data, batch_size):
+        self.model_ = model
+        parts = []
+        for x, z, _ in labelled_features(model, in_data, batch_size):
+            self.input_shape_ = tuple(x.shape[1:])
+            parts.append(torch.nn.functional.normalize(z.float(), dim=1))
+        self._set_bank(torch.cat(parts))
+
+    def fit_features(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> "KNN":
+        self._set_bank(torch.nn.functional.normalize(z.float(), dim=1))
+        return self
+
+    def _set_bank(self, bank: torch.Tensor) -> None:
+        if self.max_bank is not None and len(bank) > self.max_bank:
+            bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[: self.max_bank]]
+        if len(bank) < self.k:
+            raise EmptyDataError(f"knn needs at least k={self.k} in-distribution samples, got {len(bank)}")
+        self.bank_ = bank
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "bank_"):
+            raise NotFittedError("KNN is not fitted yet; call fit(model, in_data) or fit_features(z) first")
+
+    def score_features(self, z: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        return knn_score(z, self.bank_, self.k).cpu()
+
+    def _score(self, x):
+        return self.score_features(self.model_.features(x))
+
+
+class ViM(Detector):
+    """Virtual-logit matching. Example: ``ood_detector("vim", dim=None).fit(m, (x, y))``.
+
+    ``dim`` is the principal subspace's size (default: half the feature width, at most 512).
+    """
+
+    name = "vim"
+    needs_features = True
+
+    def __init__(self, dim: Optional[int] = None) -> None:
+        self.dim = dim
+
+    def _fit(self, model, in_data, batch_size):
+        self.model_ = model
+        w, b = head_weights(model)
+        origin = -(torch.linalg.pinv(w) @ b)
+        zs, logits = [], []
+        for x, z, _ in labelled_features(model, in_data, batch_size):
+            self.input_shape_ = tuple(x.shape[1:])
+            zs.append(z)
+            logits.append(z @ w.T + b)
+        self._fit_from(torch.cat(zs), torch.cat(logits), origin)
+
+    def fit_features(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, *, weight: Optional[torch.Tensor] = None,
+                     bias: Optional[torch.Tensor] = None) -> "ViM":
+        """Fit from features and the head's ``weight``/``bias`` (default: the fitted model's head)."""
+        w, b = (weight.double(), bias.double()) if weight is not None else head_weights(self.model_)
+        self._fit_from(z.double(), z.double() @ w.T + b, -(torch.linalg.pinv(w) @ b))
+        return self
+
+    def _fit_from(self, z, logits, origin):
+        d = z.shape[1]
+        dim = self.dim if self.dim is not None else min(512, max(1, d // 2))
+        centred = z - origin
+        cov = centred.T @ centred / len(z)
+        evals, evecs = torch.linalg.eigh(cov)
+        order = evals.argsort(descending=True)
+        self.origin_ = origin
+        self.residual_ = evecs[:, order[dim:]]
+        resid = (centred @ self.residual_).norm(dim=1)
+        self.alpha_ = float(logits.max(dim=1).values.mean() / resid.mean().clamp_min(1e-12))
+        self.head_ = head_weights(self.model_) if hasattr(self, "model_") else None
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "residual_"):
+            raise NotFittedError("ViM is not fitted yet; call fit(model, in_data) first")
+
+    def score_features(self, z: torch.Tensor, logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        self._check_fitted()
+        if logits is None:
+            w, b = self.head_
+            logits = z.double() @ w.T + b
+        return vim_score(z, logits, self.origin_, self.residual_, self.alpha_)
+
+    def _score(self, x):
+        return self.score_features(self.model_.features(x))
