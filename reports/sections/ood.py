@@ -1,0 +1,70 @@
+"""Out-of-distribution: metrics per detector, ROC curves, score histograms with the threshold."""
+
+from __future__ import annotations
+
+import torch
+
+import robustness
+
+from .. import figures_ood as figs
+from .._png import to_png
+from ..report import Check, Figure, ReportContext, Section, Table, Text
+
+DEFAULT_METHODS = ["msp", "maxlogit", "energy", "mahalanobis", "knn", "vim"]
+
+
+def synthetic_ood(x: torch.Tensor, kind: str, seed: int) -> tuple:
+    """A stand-in OOD set when the user gives none: noise images, random token ids, time-shuffled series."""
+    gen = torch.Generator().manual_seed(seed)
+    if kind == "image":
+        return torch.rand(x.shape, generator=gen), "uniform-noise images"
+    if kind == "tokens":
+        real = x[x > 1]
+        lo, hi = (2, 3) if len(real) == 0 else (int(real.min()), int(real.max()) + 1)
+        ids = torch.randint(lo, hi, x.shape, generator=gen)
+        return torch.where(x == 0, x, ids), "random word ids at the same lengths"
+    perm = torch.stack([torch.randperm(x.shape[1], generator=gen) for _ in range(len(x))])
+    return torch.gather(x, 1, perm[:, :, None].expand_as(x)), "series with their time steps shuffled"
+
+
+def build(ctx: ReportContext) -> Section:
+    cfg = ctx.config.get("ood", {})
+    m = ctx.wrapper
+    n = int(cfg.get("max_samples", 256))
+    x, y = ctx.x[:n], None if ctx.y is None else ctx.y[:n]
+    blocks: list = []
+    if ctx.ood_x is None:
+        ood, what = synthetic_ood(x, m.input_kind, ctx.seed)
+        blocks.append(Text(f"No out-of-distribution data was given; as a stand-in the detectors face {what}. "
+                           "Pass ood_data (or --ood-data) for a meaningful test.", kind="warning"))
+    else:
+        ood = ctx.ood_x[:n]
+    methods = list(cfg.get("methods", DEFAULT_METHODS))
+    ev = robustness.evaluate_ood(m, (x, y), ood, methods=methods)
+    blocks.append(Text(f"Detectors fitted on {ev.n_fit} in-distribution samples, tested on {ev.n_in} in-distribution "
+                       f"and {ev.n_out} out-of-distribution samples. Scores: higher = more out-of-distribution."))
+    rows = [[k, f"{r.auroc:.3f}", f"{r.aupr_in:.3f}", f"{r.aupr_out:.3f}", f"{r.fpr95:.1%}", f"{r.threshold:.4g}",
+             f"{r.seconds:.2f}"] for k, r in ev.methods.items()]
+    blocks.append(Table(["detector", "AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR", "threshold", "seconds"], rows,
+                        caption="Detection metrics (click a header to sort)"))
+    for name, err in ev.errors.items():
+        blocks.append(Text(f"{name} could not run: {err}", kind="warning"))
+    if ev.methods:
+        blocks.append(Figure("roc", to_png(figs.roc_figure(ev), ctx.dpi), "ROC curves", "ROC curve per detector"))
+        blocks.append(Figure("histograms", to_png(figs.histograms(ev), ctx.dpi),
+                             "Score histograms with the calibrated threshold", "in vs out score histograms"))
+    checks = []
+    best = ev.best
+    if best is not None:
+        checks.append(Check("best OOD AUROC", best.auroc, "info", None, f"best OOD AUROC {best.auroc:.3f} ({best.name})"))
+        for key, attr, higher in (("min_auroc", "auroc", True), ("max_fpr95", "fpr95", False)):
+            limit = cfg.get(key, ctx.config.get("checks", {}).get(key))
+            if limit is None:
+                continue
+            value = getattr(best, attr)
+            ok = value >= float(limit) if higher else value <= float(limit)
+            checks.append(Check(f"OOD {attr}", value, "pass" if ok else "fail", float(limit),
+                                f"OOD {attr} {value:.3f} ({best.name}) {'meets' if ok else 'misses'} "
+                                f"{'≥' if higher else '≤'} {float(limit):.3g}"))
+    summary = {**ev.to_dict(), "synthetic_ood": ctx.ood_x is None}
+    return Section("ood", "Out-of-distribution", blocks=blocks, summary=summary, checks=checks)
