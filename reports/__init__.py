@@ -7,4 +7,14 @@ Example:
 
 from .build import SCHEMA_VERSION, Report, build_report
 
+
+def _register_in_notebooks() -> None:
+    import sys
+    if "IPython" in sys.modules:  # only inside a running IPython; never imports it otherwise
+        from .notebook import register
+        register()
+
+
+_register_in_notebooks()
+
 __all__ = ["build_report", "Report", "SCHEMA_VERSION"]

@@ -49,7 +49,7 @@ def test_chromium_renders_the_report_offline_with_every_image_decoded(cnn, tmp_p
                           "--virtual-time-budget=5000", "--enable-logging=stderr", "--v=0", "--dump-dom",
                           (tmp_path / "r" / "probe.html").as_uri()], capture_output=True, text=True, timeout=120)
     assert "IMAGES=" in res.stdout, res.stderr[-2000:]
-    probe = res.stdout.split("IMAGES=")[1].split("<")[0]
+    probe = res.stdout.rsplit("IMAGES=", 1)[1].split("<")[0]  # the last one is the result, not the script
     n_images = int(probe.split()[0])
     assert n_images >= 4 and "BROKEN=0" in probe
     console_errors = [line for line in res.stderr.splitlines() if "CONSOLE" in line and "index.html" in line]

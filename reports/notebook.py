@@ -1,0 +1,104 @@
+"""Rich notebook display of results, without widgets.
+
+Results live in ``explain`` and ``robustness`` and hold no drawing code; this module teaches
+IPython to show them as HTML (with inline PNGs). It registers itself when ``reports`` is imported
+inside a running IPython kernel; :func:`register` does it by hand.
+
+Example:
+    >>> import reports.notebook; reports.notebook.register()   # doctest: +SKIP
+    >>> explain.gradcam(m, x)                                   # the cell shows the maps
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any, Optional
+
+import torch
+
+from . import figures, figures_ood, figures_robustness
+from ._png import plt, to_png
+
+
+def _img(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _table(rows, header) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def attribution_html(attr: Any, limit: int = 8) -> str:
+    """An ``Attribution`` as HTML: a header line and its first maps on a signed colour scale."""
+    n = min(len(attr), limit)
+    maps = [figures.normalise(attr.values[i]) for i in range(n)]
+    if attr.values.dim() == 3:
+        fig, axes = plt.subplots(1, n, figsize=(1.6 * n, 1.8), squeeze=False)
+        for ax, mp, i in zip(axes[0], maps, range(n)):
+            ax.imshow(mp.numpy(), cmap=figures.DIVERGING, vmin=-1, vmax=1)
+            ax.set_title(f"#{i} → class {int(attr.target[i])}", fontsize=7)
+            ax.axis("off")
+    else:
+        fig, ax = plt.subplots(figsize=(7, 0.35 * n + 0.6))
+        ax.imshow(torch.stack(maps).numpy(), aspect="auto", cmap=figures.DIVERGING, vmin=-1, vmax=1)
+        ax.set_yticks(range(n), [f"#{i} → {int(attr.target[i])}" for i in range(n)], fontsize=7)
+        ax.set_xlabel("position", fontsize=7)
+    head = (f"<b>{html.escape(attr.method)}</b> · {len(attr)} samples · values {tuple(attr.values.shape)} · "
+            f"{attr.seconds:.2f} s" + (f" · layer {html.escape(attr.layer)}" if attr.layer else ""))
+    quality = "".join(f" · {html.escape(k)} mean {float(v.float().mean()):.3f}" for k, v in attr.quality.items())
+    return f"<div>{head}{quality}<br>{_img(to_png(fig), attr.method + ' maps')}</div>"
+
+
+def attack_html(result: Any) -> str:
+    """An ``AttackResult`` as HTML: its headline numbers and, for images/series, a few examples."""
+    d = result.to_dict()
+    rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in d.items() if k != "params"]
+    out = f"<div><b>{html.escape(result.method)}</b> attack{_table(rows, ['', 'value'])}"
+    idx = [int(i) for i in result.success.nonzero().flatten()[:3]] or [0]
+    names = [str(i) for i in range(int(max(result.clean_pred.max(), result.adv_pred.max())) + 1)]
+    if result.inputs.dim() == 4:
+        out += _img(to_png(figures_robustness.adversarial_images(result, names, idx)), "adversarial examples")
+    elif result.inputs.dim() == 3 and result.inputs.dtype.is_floating_point:
+        out += _img(to_png(figures_robustness.adversarial_series(result, names, idx)), "adversarial series")
+    return out + "</div>"
+
+
+def curve_html(result: Any) -> str:
+    """Robust-accuracy or corruption results as a small figure."""
+    if hasattr(result, "eps"):
+        fig = figures_robustness.robust_curve({result.method: result}, "budget")
+    else:
+        fig = figures_robustness.corruption_curves(result)
+    return f"<div>{_img(to_png(fig), 'accuracy curve')}</div>"
+
+
+def ood_html(evaluation: Any) -> str:
+    """An ``OODEvaluation`` as a metrics table with its ROC curves."""
+    rows = [[k, f"{r.auroc:.3f}", f"{r.aupr_in:.3f}", f"{r.aupr_out:.3f}", f"{r.fpr95:.1%}"] for k, r in evaluation.methods.items()]
+    table = _table(rows, ["detector", "AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"])
+    roc = _img(to_png(figures_ood.roc_figure(evaluation)), "ROC curves") if evaluation.methods else ""
+    return f"<div>{table}{roc}</div>"
+
+
+def register(ip: Optional[Any] = None) -> bool:
+    """Register the HTML formatters with IPython; returns False outside IPython."""
+    if ip is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return False
+        ip = get_ipython()
+    if ip is None:
+        return False
+    import robustness
+    from explain import Attribution
+    fmt = ip.display_formatter.formatters["text/html"]
+    fmt.for_type(Attribution, attribution_html)
+    fmt.for_type(robustness.AttackResult, attack_html)
+    fmt.for_type(robustness.RobustAccuracyResult, curve_html)
+    fmt.for_type(robustness.CorruptionResult, curve_html)
+    fmt.for_type(robustness.OODEvaluation, ood_html)
+    return True
