@@ -89,3 +89,23 @@ def markdown_table(headers: List[str], rows: List[List[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def interleaved_medians(fns: "dict[str, Callable[[], object]]", repeats: int, device: torch.device) -> "dict[str, float]":
+    """Median seconds of each function, timed round-robin so that load on a shared machine falls on
+    every entry alike (ratios stay meaningful even when absolute times drift)."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    for fn in fns.values():
+        fn()
+        sync()
+    times: "dict[str, List[float]]" = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}

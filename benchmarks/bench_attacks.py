@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import explain  # noqa: E402
 import robustness  # noqa: E402
-from benchmarks._common import ResNet18Like, base_parser, machine_line, markdown_table, median_seconds  # noqa: E402
+from benchmarks._common import ResNet18Like, base_parser, interleaved_medians, machine_line, markdown_table  # noqa: E402
 
 
 def main() -> None:
@@ -41,12 +41,13 @@ def main() -> None:
 
     for q in net.parameters():
         q.requires_grad_(False)
-    limit = n / median_seconds(fwd_bwd, R, device) / k
     m = explain.ModelWrapper(net, "image", device=device, batch_size=n)
-    ours = n / median_seconds(lambda: robustness.attack(m, x, y, "pgd", eps=8 / 255, steps=k, alpha=2 / 255), R, device)
     import torchattacks
     atk = torchattacks.PGD(net, eps=8 / 255, alpha=2 / 255, steps=k)
-    theirs = n / median_seconds(lambda: atk(x, y), R, device)
+    med = interleaved_medians({"limit": fwd_bwd,
+                               "ours": lambda: robustness.attack(m, x, y, "pgd", eps=8 / 255, steps=k, alpha=2 / 255),
+                               "theirs": lambda: atk(x, y)}, R, device)
+    limit, ours, theirs = n / med["limit"] / k, n / med["ours"], n / med["theirs"]
     rows = [[f"model forward+backward ÷ {k} (limit)", limit, 1.0],
             [f"xaiscope PGD-{k}", ours, ours / limit],
             [f"torchattacks PGD-{k}", theirs, theirs / limit]]

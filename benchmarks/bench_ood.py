@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import explain  # noqa: E402
 import robustness  # noqa: E402
-from benchmarks._common import ResNet18Like, base_parser, machine_line, markdown_table, median_seconds  # noqa: E402
+from benchmarks._common import ResNet18Like, base_parser, interleaved_medians, machine_line, markdown_table  # noqa: E402
 
 
 def _child(task, n, d, classes, queue):
@@ -88,13 +88,15 @@ def main() -> None:
     def fwd():
         with torch.no_grad():
             net(x)
-    limit = len(x) / median_seconds(fwd, R, device)
-    rows = [["model forward (limit)", limit, 1.0]]
     data = (x.cpu(), torch.zeros(len(x), dtype=torch.long))
+    fns = {"limit": fwd}
     for name in ("msp", "maxlogit", "energy"):
         det = robustness.ood_detector(name).fit(m, data)
-        thr = len(x) / median_seconds(lambda det=det: det.score(x), R, device)
-        rows.append([f"{name} scoring", thr, thr / limit])
+        fns[name] = lambda det=det: det.score(x)
+    med = interleaved_medians(fns, R, device)
+    limit = len(x) / med.pop("limit")
+    rows = [["model forward (limit)", limit, 1.0]]
+    rows += [[f"{name} scoring", len(x) / sec, len(x) / sec / limit] for name, sec in med.items()]
     print(f"machine: {machine_line(device)}; ResNet-18-like at {args.size}px; medians of {R} runs\n")
     print(markdown_table(["scoring", "inputs/s", "ratio to forward limit"], rows))
 

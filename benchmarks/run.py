@@ -11,7 +11,6 @@ Usage:
 
 from __future__ import annotations
 
-import copy
 import sys
 from pathlib import Path
 

@@ -23,22 +23,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
-from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
-import numpy as np
 import torch
 from torch import nn
 
-from . import _layers
-from .errors import (
-    EmptyDataError,
-    InputShapeError,
-    InputValueError,
-    OutOfMemoryError,
-    UnsupportedModelError,
-)
+from ._batching import run_in_chunks
+from ._hooks import Capture, LayerAccess
+from ._inputs import validate_inputs
+from ._outputs import select_logits
+from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS"]
 
@@ -50,24 +44,7 @@ _PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": torch.bfloat16
 OutputSelector = Union[None, int, str, Callable[[Any], torch.Tensor]]
 
 
-def _is_oom(error: BaseException) -> bool:
-    if isinstance(error, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
-
-
-@dataclass
-class Capture:
-    """What a :meth:`ModelWrapper.capture` block recorded: the layer's output (and input)."""
-
-    name: str
-    module: nn.Module
-    output: Optional[torch.Tensor] = None
-    input: Optional[torch.Tensor] = None
-    _extra: dict = field(default_factory=dict)
-
-
-class ModelWrapper:
+class ModelWrapper(LayerAccess):
     """Wrap a classifier so every xaiscope method can use it the same way.
 
     Args:
@@ -192,49 +169,9 @@ class ModelWrapper:
             InputValueError: NaN/Inf, or token ids outside the embedding's vocabulary.
             EmptyDataError: an empty batch.
         """
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(x)
-        if not isinstance(x, torch.Tensor):
-            raise InputShapeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-        kind = self.input_kind
-        if kind == "tokens":
-            if x.dtype.is_floating_point or x.dtype == torch.bool or x.is_complex():
-                raise InputShapeError(f"{name}: token models take integer ids (LongTensor N×T), got dtype {x.dtype}")
-            if x.dim() != 2:
-                raise InputShapeError(f"{name}: expected token ids of shape N×T, got shape {tuple(x.shape)}")
-        else:
-            if not x.dtype.is_floating_point:
-                raise InputShapeError(f"{name}: {kind} inputs must be floating point, got dtype {x.dtype}")
-            want = 4 if kind == "image" else 3
-            layout = "N×C×H×W" if kind == "image" else "N×T×C"
-            if x.dim() != want:
-                hint = " (add a batch dimension with x.unsqueeze(0))" if x.dim() == want - 1 else ""
-                raise InputShapeError(f"{name}: expected a {kind} batch of shape {layout}, got shape {tuple(x.shape)}{hint}")
-            channels = x.shape[1] if kind == "image" else x.shape[2]
-            for stat, label in ((self._mean, "mean"), (self._std, "std")):
-                if stat is not None and stat.numel() not in (1, channels):
-                    raise InputShapeError(
-                        f"{name}: {channels} channels but {label} has {stat.numel()} values; "
-                        f"expected {layout} with C={stat.numel()}")
-        if x.shape[0] == 0:
-            raise EmptyDataError(f"{name}: the batch is empty (shape {tuple(x.shape)})")
-        if kind != "tokens":
-            if not bool(torch.isfinite(x).all()):
-                bad = int((~torch.isfinite(x)).sum())
-                raise InputValueError(f"{name}: {bad} values are NaN or Inf; expected finite values")
-            if self.valid_range is not None:
-                lo, hi = self.valid_range
-                if float(x.min()) < lo - 1e-3 or float(x.max()) > hi + 1e-3:
-                    warnings.warn(
-                        f"{name}: values span [{float(x.min()):.3g}, {float(x.max()):.3g}] but the valid range is "
-                        f"[{lo}, {hi}]; pass natural units (normalisation happens inside the wrapper)",
-                        stacklevel=3)
-        else:
-            vocab = self._vocab_size()
-            lo, hi = int(x.min()), int(x.max())
-            if lo < 0 or (vocab is not None and hi >= vocab):
-                raise InputValueError(f"{name}: token ids span [{lo}, {hi}] but the embedding has {vocab} rows")
-        return x
+        vocab = self._vocab_size() if self.input_kind == "tokens" else None
+        return validate_inputs(x, self.input_kind, name=name, mean=self._mean, std=self._std,
+                               valid_range=self.valid_range, vocab=vocab)
 
     def _vocab_size(self) -> Optional[int]:
         try:
@@ -262,27 +199,7 @@ class ModelWrapper:
 
     # ------------------------------------------------------------------ forward passes
     def _select(self, out: Any) -> torch.Tensor:
-        sel = self.output
-        if callable(sel):
-            out = sel(out)
-        elif sel is not None:
-            out = out[sel]
-        elif isinstance(out, torch.Tensor):
-            pass
-        elif isinstance(out, (tuple, list)) and out:
-            out = out[0]
-        elif isinstance(out, dict):
-            if "logits" not in out:
-                raise UnsupportedModelError(
-                    f"the model returns a dict with keys {sorted(out)}; pass output='<key>' naming the logits")
-            out = out["logits"]
-        elif hasattr(out, "logits"):
-            out = out.logits
-        if not isinstance(out, torch.Tensor):
-            raise UnsupportedModelError(
-                f"the model output is a {type(out).__name__}; expected a tensor of N×K logits — pass output= "
-                "(an index, a key or a function) to select it")
-        return out
+        return select_logits(out, self.output)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One differentiable forward pass on device inputs in natural units → float32 ``N×K`` logits.
@@ -331,35 +248,12 @@ class ModelWrapper:
         Raises:
             OutOfMemoryError: when even a chunk of one does not fit.
         """
-        size = max(1, min(int(batch_size or self.batch_size), max(n, 1)))
-        results = []
-        bar = _progress(n, desc, progress)
-        start = 0
-        try:
-            while start < n:
-                stop = min(start + size, n)
-                try:
-                    results.append(fn(slice(start, stop)))
-                except Exception as error:  # noqa: BLE001 - only OOM is handled, everything else re-raised
-                    if not _is_oom(error):
-                        raise
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    if size == 1:
-                        raise OutOfMemoryError(
-                            f"out of memory on {self.device} even with a batch of 1 ({desc or 'forward'}); "
-                            "try precision='bf16', a smaller input or another device") from error
-                    size = max(1, size // 2)
-                    self.batch_size = min(self.batch_size, size)
-                    log.warning("out of memory on %s: batch size halved to %d", self.device, size)
-                    continue
-                if bar is not None:
-                    bar.update(stop - start)
-                start = stop
-        finally:
-            if bar is not None:
-                bar.close()
-        return results
+        def shrink(size: int) -> None:
+            self.batch_size = min(self.batch_size, size)
+            log.warning("out of memory on %s: batch size halved to %d", self.device, size)
+
+        return run_in_chunks(fn, n, int(batch_size or self.batch_size), desc=desc or "forward", progress=progress,
+                             on_shrink=shrink, where=str(self.device))
 
     def logits(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
         """Batched, gradient-free logits for a batch in natural units; returns a CPU float tensor ``N×K``."""
@@ -450,88 +344,6 @@ class ModelWrapper:
             return self.device.type == "cuda"
         return bool(self.rnn_backward_fix)
 
-    # ------------------------------------------------------------------ layers
-    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
-        name = name or self._names[role]
-        if name:
-            return name, _layers.get_layer(self.model, name)
-        if role == "target":
-            return _layers.auto_target_layer(self.model, self.input_kind)
-        if role == "embedding":
-            return _layers.auto_embedding_layer(self.model)
-        return _layers.auto_feature_layer(self.model)
-
-    def target_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
-        """``(name, module)`` of the CAM layer: ``name`` if given, else the wrapper's choice."""
-        return self._layer("target", name)
-
-    def embedding_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
-        """``(name, module)`` of the token embedding."""
-        return self._layer("embedding", name)
-
-    def feature_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
-        """``(name, module)`` of the classifier head; its input is the penultimate feature vector."""
-        return self._layer("features", name)
-
-    @contextlib.contextmanager
-    def capture(self, layer: Union[str, Tuple[str, nn.Module], None] = None, *, role: str = "target",
-                replace: Optional[torch.Tensor] = None, grad: bool = False) -> Iterator[Capture]:
-        """Record a layer's input and output during forward passes inside the block.
-
-        Args:
-            layer: a dotted name, a ``(name, module)`` pair, or ``None`` for the wrapper's choice for ``role``.
-            role: ``"target"``, ``"embedding"`` or ``"features"`` (used when ``layer`` is ``None``).
-            replace: if given, the layer's output is replaced by this tensor (e.g. perturbed embeddings).
-            grad: make the captured output a tensor gradients can be taken against, even when
-                nothing upstream requires grad (frozen parameters, integer token ids).
-
-        The hook is removed when the block exits, also on error.
-        """
-        name, module = layer if isinstance(layer, tuple) else self._layer(role, layer)
-        cap = Capture(name=name, module=module)
-
-        def hook(_mod: nn.Module, inputs: tuple, output: Any) -> Any:
-            cap.input = inputs[0] if inputs else None
-            if replace is not None:
-                cap.output = replace
-                return replace
-            first = output[0] if isinstance(output, (tuple, list)) else output
-            if grad and isinstance(first, torch.Tensor) and not first.requires_grad:
-                first = first.detach().requires_grad_(True)
-                cap.output = first
-                if isinstance(output, tuple):
-                    return (first,) + tuple(output[1:])
-                if isinstance(output, list):
-                    return [first] + list(output[1:])
-                return first
-            cap.output = first
-            return None
-
-        handle = module.register_forward_hook(hook)
-        try:
-            yield cap
-        finally:
-            handle.remove()
-
-    def activation_map(self, cap: Capture, length: Optional[int] = None) -> torch.Tensor:
-        """The captured output as ``N×C×(spatial)``: conv maps as they are, sequences as ``N×D×T``."""
-        if cap.output is None:
-            raise UnsupportedModelError(f"layer {cap.name!r} did not run during the forward pass; choose another layer=")
-        return _layers.to_channels_first(cap.output, cap.module, length)
-
-    def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``N×T×D`` of token ids (on the device), as the model's embedding layer computes them."""
-        _, emb = self.embedding_layer()
-        return emb(ids.to(self.device))
-
-    def forward_embedded(self, ids: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-        """Logits when the embedding layer outputs ``embeddings`` instead of embedding ``ids``.
-
-        ``ids`` still drive everything outside the embedding (e.g. the attention mask).
-        """
-        with self.capture(role="embedding", replace=embeddings):
-            return self.forward(ids)
-
     def features(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
         """Penultimate features (the input of the classifier head), batched, CPU float ``N×D``."""
         x = self.check_inputs(x)
@@ -572,15 +384,3 @@ class ModelWrapper:
             "leaf_layers": len(layers),
             "layers": layers[:200],
         }
-
-
-def _progress(total: int, desc: Optional[str], enabled: Optional[bool]):
-    """A tqdm bar for long work; ``enabled=None`` shows it only on a terminal and for big jobs."""
-    if enabled is False or (enabled is None and total < 2048):
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
-    return tqdm(total=total, desc=desc, unit="sample", leave=False, disable=None if enabled is None else False)
-

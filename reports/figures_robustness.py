@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 import numpy as np
-import torch
 
 from ._png import new_figure, plt
 
 MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 
-def robust_curve(curves: Dict[str, "RobustAccuracyResult"], unit: str):  # noqa: F821 - doc type only
+def robust_curve(curves: Dict[str, object], unit: str):
     """Accuracy vs budget, one line per attack, the clean accuracy dashed."""
     fig, ax = new_figure(5.2, 3.6)
     clean = None

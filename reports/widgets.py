@@ -17,8 +17,6 @@ import base64
 import html
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
-
 import explain
 import robustness
 from explain.data import collect

@@ -10,7 +10,7 @@ from .attacks.fgsm import FGSM
 from .attacks.hotflip import HotFlip
 from .attacks.pgd import PGD
 from .corruptions import IMAGE_CORRUPTIONS, SERIES_CORRUPTIONS, TOKEN_CORRUPTIONS
-from .ood import DETECTORS  # noqa: F401  (listed by the CLI)
+from .ood import DETECTORS
 
 ATTACKS = {"fgsm": FGSM, "pgd": PGD, "apgd": APGD, "hotflip": HotFlip}
 
@@ -21,3 +21,5 @@ DEFAULT_CORRUPTIONS = {
     "tokens": ["token_drop", "token_swap", "token_mask"],
     "series": ["noise", "scaling", "time_shift", "dropout"],
 }
+
+__all__ = ["ATTACKS", "CORRUPTIONS", "DEFAULT_CORRUPTIONS", "DETECTORS"]

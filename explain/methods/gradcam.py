@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import torch
-
 from ..attribution import Attribution
 from . import _cam
 from ._common import Timer, begin, feature_size

@@ -15,7 +15,6 @@ for token models.
 
 from __future__ import annotations
 
-import math
 from itertools import combinations
 from typing import Any, Optional
 

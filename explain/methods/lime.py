@@ -22,7 +22,7 @@ from ..attribution import Attribution
 from ..errors import InputShapeError, OptionalDependencyError
 from . import _features as feat
 from ._common import Timer, begin
-from ._perturb import evaluate_coalitions, score_outputs
+from ._perturb import evaluate_coalitions
 
 KERNEL_WIDTH = 0.25
 

@@ -18,9 +18,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import torch
 
-from explain.data import collect  # noqa: F401  (re-exported for evaluate)
 from explain.errors import InputShapeError
-from explain.model import ModelWrapper
 from explain.methods._common import check_wrapper
 
 from ..results import AttackResult

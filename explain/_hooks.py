@@ -1,0 +1,116 @@
+"""Layer access for ``ModelWrapper``: finding layers by role and hooking them inside ``with`` blocks."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Tuple, Union
+
+import torch
+from torch import nn
+
+from . import _layers
+from .errors import UnsupportedModelError
+
+
+@dataclass
+class Capture:
+    """What a :meth:`ModelWrapper.capture` block recorded: the layer's output (and input)."""
+
+    name: str
+    module: nn.Module
+    output: Optional[torch.Tensor] = None
+    input: Optional[torch.Tensor] = None
+    _extra: dict = field(default_factory=dict)
+
+
+class LayerAccess:
+    """Mixin: the layers methods need, and hooks that are always removed."""
+
+    model: nn.Module
+    input_kind: str
+    device: torch.device
+    _names: dict
+
+    # ------------------------------------------------------------------ layers
+    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
+        name = name or self._names[role]
+        if name:
+            return name, _layers.get_layer(self.model, name)
+        if role == "target":
+            return _layers.auto_target_layer(self.model, self.input_kind)
+        if role == "embedding":
+            return _layers.auto_embedding_layer(self.model)
+        return _layers.auto_feature_layer(self.model)
+
+    def target_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the CAM layer: ``name`` if given, else the wrapper's choice."""
+        return self._layer("target", name)
+
+    def embedding_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the token embedding."""
+        return self._layer("embedding", name)
+
+    def feature_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the classifier head; its input is the penultimate feature vector."""
+        return self._layer("features", name)
+
+    @contextlib.contextmanager
+    def capture(self, layer: Union[str, Tuple[str, nn.Module], None] = None, *, role: str = "target",
+                replace: Optional[torch.Tensor] = None, grad: bool = False) -> Iterator[Capture]:
+        """Record a layer's input and output during forward passes inside the block.
+
+        Args:
+            layer: a dotted name, a ``(name, module)`` pair, or ``None`` for the wrapper's choice for ``role``.
+            role: ``"target"``, ``"embedding"`` or ``"features"`` (used when ``layer`` is ``None``).
+            replace: if given, the layer's output is replaced by this tensor (e.g. perturbed embeddings).
+            grad: make the captured output a tensor gradients can be taken against, even when
+                nothing upstream requires grad (frozen parameters, integer token ids).
+
+        The hook is removed when the block exits, also on error.
+        """
+        name, module = layer if isinstance(layer, tuple) else self._layer(role, layer)
+        cap = Capture(name=name, module=module)
+
+        def hook(_mod: nn.Module, inputs: tuple, output: Any) -> Any:
+            cap.input = inputs[0] if inputs else None
+            if replace is not None:
+                cap.output = replace
+                return replace
+            first = output[0] if isinstance(output, (tuple, list)) else output
+            if grad and isinstance(first, torch.Tensor) and not first.requires_grad:
+                first = first.detach().requires_grad_(True)
+                cap.output = first
+                if isinstance(output, tuple):
+                    return (first,) + tuple(output[1:])
+                if isinstance(output, list):
+                    return [first] + list(output[1:])
+                return first
+            cap.output = first
+            return None
+
+        handle = module.register_forward_hook(hook)
+        try:
+            yield cap
+        finally:
+            handle.remove()
+
+    def activation_map(self, cap: Capture, length: Optional[int] = None) -> torch.Tensor:
+        """The captured output as ``N×C×(spatial)``: conv maps as they are, sequences as ``N×D×T``."""
+        if cap.output is None:
+            raise UnsupportedModelError(f"layer {cap.name!r} did not run during the forward pass; choose another layer=")
+        return _layers.to_channels_first(cap.output, cap.module, length)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``N×T×D`` of token ids (on the device), as the model's embedding layer computes them."""
+        _, emb = self.embedding_layer()
+        return emb(ids.to(self.device))
+
+    def forward_embedded(self, ids: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits when the embedding layer outputs ``embeddings`` instead of embedding ``ids``.
+
+        ``ids`` still drive everything outside the embedding (e.g. the attention mask).
+        """
+        with self.capture(role="embedding", replace=embeddings):
+            return self.forward(ids)
+
