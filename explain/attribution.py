@@ -7,19 +7,27 @@ from typing import Any, Optional
 
 import torch
 
-__all__ = ["Attribution"]
+__all__ = ["Attribution", "jsonable"]
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """Tensors, numpy scalars, dicts and sequences → plain JSON data (NaN and ±inf become None)."""
     if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
+        return jsonable(value.detach().cpu().tolist())
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
+        return [jsonable(v) for v in value]
+    if isinstance(value, float):
+        return None if value != value or value in (float("inf"), float("-inf")) else value
+    if isinstance(value, (str, int, bool)) or value is None:
         return value
-    return repr(value)
+    if hasattr(value, "item") and callable(value.item):
+        try:
+            return jsonable(value.item())
+        except (TypeError, ValueError):
+            return str(value)
+    return str(value)
 
 
 @dataclass(frozen=True)
@@ -58,12 +66,12 @@ class Attribution:
         out = {
             "method": self.method,
             "target": self.target.tolist(),
-            "params": _jsonable(self.params),
+            "params": jsonable(self.params),
             "layer": self.layer,
             "seconds": round(float(self.seconds), 6),
             "shape": list(self.values.shape),
-            "quality": _jsonable(self.quality),
+            "quality": jsonable(self.quality),
         }
         if include_values:
-            out["values"] = _jsonable(self.values)
+            out["values"] = jsonable(self.values)
         return out

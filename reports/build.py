@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, List, Optional, Sequence, Union
 
-import torch
 
 import explain
+from explain.attribution import jsonable
 from explain.data import collect
 from explain.errors import EmptyDataError, InputShapeError
 
@@ -27,25 +27,6 @@ from .sections import SECTION_BUILDERS
 __all__ = ["Report", "build_report", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = "xaiscope.summary/1"
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            return str(value)
-    if isinstance(value, float) and value != value:  # NaN is not JSON
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 @dataclass
@@ -67,7 +48,7 @@ class Report:
 
     def to_dict(self) -> dict:
         """The ``summary.json`` content (schema ``xaiscope.summary/1``)."""
-        return _jsonable({
+        return jsonable({
             "schema": SCHEMA_VERSION,
             "title": self.title,
             **self.meta,

@@ -22,6 +22,19 @@ from reports.sections import SECTION_BUILDERS
 
 EVIL = "<img src=x onerror=alert(1)>"
 
+# The robustness and OOD sections are exercised in full by their own tests; here they run small.
+FAST = {"robustness": {"methods": ["fgsm"], "eps": [0, 8 / 255], "severities": [5]},
+        "ood": {"methods": ["msp", "energy"]}, "explanations": {"methods": ["gradcam", "occlusion", "lime"],
+                                                              "params": {"lime": {"n_samples": 100}}}}
+
+
+def build(*args, config=None, **kwargs):
+    merged = {**FAST, **(config or {})}
+    if config and "explanations" in config:
+        merged["explanations"] = {**FAST["explanations"], **config["explanations"],
+                                  "params": {**FAST["explanations"]["params"], **config["explanations"].get("params", {})}}
+    return reports.build_report(*args, config=merged, **kwargs)
+
 
 @pytest.fixture(scope="module")
 def schema():
@@ -31,7 +44,7 @@ def schema():
 @pytest.mark.parametrize("fixture", ["cnn", "lstm", "conv1d"])
 def test_report_writes_html_figures_and_a_summary_that_validates(fixture, request, tmp_path, schema):
     d = request.getfixturevalue(fixture)
-    rep = reports.build_report(d.wrapper, (d.x[:60], d.y[:60]), out=tmp_path / "r", samples=3,
+    rep = build(d.wrapper, (d.x[:60], d.y[:60]), out=tmp_path / "r", samples=3,
                                vocab=[f"w{i}" for i in range(60)] if fixture == "lstm" else None)
     assert not any(s.error for s in rep.sections), [s.error for s in rep.sections]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
@@ -48,7 +61,7 @@ def test_report_writes_html_figures_and_a_summary_that_validates(fixture, reques
 
 
 def test_every_embedded_image_decodes_and_nothing_is_fetched_from_the_network(cnn, tmp_path):
-    reports.build_report(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), out=tmp_path / "r", samples=2)
+    build(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), out=tmp_path / "r", samples=2)
     page = (tmp_path / "r" / "index.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) >= 4
@@ -61,16 +74,16 @@ def test_every_embedded_image_decodes_and_nothing_is_fetched_from_the_network(cn
 def test_user_strings_are_escaped_everywhere(cnn, tmp_path):
     names = [EVIL, "plus", "cross", "blank"]
     m = explain.ModelWrapper(cnn.net, "image", class_names=names, device="cpu")
-    reports.build_report(m, (cnn.x[:40], cnn.y[:40]), out=tmp_path / "r", samples=2, title=f"audit {EVIL}")
+    build(m, (cnn.x[:40], cnn.y[:40]), out=tmp_path / "r", samples=2, title=f"audit {EVIL}")
     page = (tmp_path / "r" / "index.html").read_text()
     assert EVIL not in page
     assert "&lt;img src=x onerror=alert(1)&gt;" in page
 
 
 def test_configured_thresholds_become_pass_and_fail_checks(cnn):
-    ok = reports.build_report(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), samples=1,
+    ok = build(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), samples=1,
                               config={"checks": {"min_accuracy": 0.5}})
-    bad = reports.build_report(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), samples=1,
+    bad = build(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), samples=1,
                                config={"checks": {"min_accuracy": 1.01, "max_ece": 0.9}})
     assert not ok.failed and {c.status for c in ok.checks} == {"pass", "info"}
     statuses = {c.name: c.status for c in bad.checks}
@@ -80,13 +93,13 @@ def test_configured_thresholds_become_pass_and_fail_checks(cnn):
 def test_a_section_that_raises_becomes_a_failure_box_and_the_rest_renders(cnn, tmp_path, monkeypatch):
     broken = types.ModuleType("tests_broken_section")
 
-    def build(ctx):
+    def explode(ctx):
         raise RuntimeError("the detector exploded")
 
-    broken.build = build
+    broken.build = explode
     monkeypatch.setitem(sys.modules, "tests_broken_section", broken)
     monkeypatch.setitem(SECTION_BUILDERS, "broken", "tests_broken_section")
-    rep = reports.build_report(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), out=tmp_path / "r", samples=1)
+    rep = build(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), out=tmp_path / "r", samples=1)
     failed = [s for s in rep.sections if s.error]
     assert [s.id for s in failed] == ["broken"] and "the detector exploded" in failed[0].error
     page = (tmp_path / "r" / "index.html").read_text()
@@ -96,7 +109,7 @@ def test_a_section_that_raises_becomes_a_failure_box_and_the_rest_renders(cnn, t
 
 def test_an_interrupted_save_leaves_the_previous_report_intact(cnn, tmp_path, monkeypatch):
     out = tmp_path / "r"
-    first = reports.build_report(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), out=out, samples=1, title="first")
+    first = build(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), out=out, samples=1, title="first")
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def crash(*args, **kwargs):
@@ -111,25 +124,26 @@ def test_an_interrupted_save_leaves_the_previous_report_intact(cnn, tmp_path, mo
 
 
 def test_report_to_dict_round_trips_through_json(cnn):
-    rep = reports.build_report(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), samples=1)
+    rep = build(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), samples=1)
     d = rep.to_dict()
     assert json.loads(json.dumps(d)) == d
 
 
 def test_a_failing_explainer_is_reported_in_place(cnn):
-    rep = reports.build_report(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), samples=2,
+    rep = build(cnn.wrapper, (cnn.x[:30], cnn.y[:30]), samples=2,
                                config={"explanations": {"params": {"occlusion": {"window": 0}}}})
     expl = next(s for s in rep.sections if s.id == "explanations")
     assert expl.error is None and "occlusion" in expl.summary["failures"]
     assert "gradcam" in expl.summary["methods"] and "occlusion" not in expl.summary["methods"]
+    assert "lime" in expl.summary["methods"]
 
 
 def test_bad_inputs_to_build_report_raise_toolkit_errors(cnn):
     with pytest.raises(explain.errors.InputShapeError):
-        reports.build_report(cnn.net, (cnn.x, cnn.y))
+        build(cnn.net, (cnn.x, cnn.y))
     with pytest.raises(explain.errors.EmptyDataError):
-        reports.build_report(cnn.wrapper, (cnn.x[:0], cnn.y[:0]))
+        build(cnn.wrapper, (cnn.x[:0], cnn.y[:0]))
     with pytest.raises(explain.errors.InputShapeError, match="unknown report sections"):
-        reports.build_report(cnn.wrapper, (cnn.x[:5], cnn.y[:5]), sections=["nope"])
+        build(cnn.wrapper, (cnn.x[:5], cnn.y[:5]), sections=["nope"])
     with pytest.raises(explain.errors.InputShapeError):
-        reports.build_report(cnn.wrapper, (torch.rand(4, 3, 8), None))
+        build(cnn.wrapper, (torch.rand(4, 3, 8), None))
