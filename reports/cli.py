@@ -125,9 +125,10 @@ def cmd_methods(_args) -> int:
     print("explainers:  " + ", ".join(EXPLAINERS))
     try:
         import robustness.registry as rr
-        for label, table in (("attacks:     ", "ATTACKS"), ("corruptions: ", "CORRUPTIONS"), ("ood:         ", "DETECTORS")):
-            if hasattr(rr, table):
-                print(label + ", ".join(getattr(rr, table)))
+        print("attacks:     " + ", ".join(rr.ATTACKS))
+        for kind, table in rr.CORRUPTIONS.items():
+            print(f"corruptions ({kind}): " + ", ".join(table))
+        print("ood:         " + ", ".join(rr.DETECTORS))
     except ImportError:
         pass
     return EXIT_OK
