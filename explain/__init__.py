@@ -17,13 +17,14 @@ from .methods.kernel_shap import shap
 from .methods.lime import lime
 from .methods.occlusion import occlusion
 from .methods.saliency import saliency, smoothgrad
-from .model import ModelWrapper
+from .model import ModelWrapper, check_wrapper
 from .registry import EXPLAINERS, available_explainers, get_explainer, run_explainer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ModelWrapper",
+    "check_wrapper",
     "Attribution",
     "gradcam",
     "occlusion",

@@ -34,7 +34,7 @@ from ._inputs import validate_inputs
 from ._outputs import select_logits
 from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
-__all__ = ["ModelWrapper", "Capture", "INPUT_KINDS"]
+__all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,16 @@ class ModelWrapper(LayerAccess):
         if self._class_names is not None:
             return list(self._class_names)
         return [str(i) for i in range(self._num_classes or 0)]
+
+    @property
+    def mean(self) -> Optional[torch.Tensor]:
+        """Per-channel mean subtracted inside the wrapper (on the device), or ``None``."""
+        return self._mean
+
+    @property
+    def std(self) -> Optional[torch.Tensor]:
+        """Per-channel std divided by inside the wrapper (on the device), or ``None``."""
+        return self._std
 
     @property
     def amp_dtype(self) -> Optional[torch.dtype]:
@@ -384,3 +394,21 @@ class ModelWrapper(LayerAccess):
             "leaf_layers": len(layers),
             "layers": layers[:200],
         }
+
+
+def check_wrapper(model: Any) -> ModelWrapper:
+    """Return ``model`` if it is a :class:`ModelWrapper`; otherwise raise a message saying how to wrap it.
+
+    Every public entry point of ``explain``, ``robustness`` and ``reports`` starts with this check.
+
+    Raises:
+        InputShapeError: ``model`` is not a ``ModelWrapper`` (e.g. a bare ``nn.Module``).
+
+    Example:
+        >>> wrapper = check_wrapper(explain.ModelWrapper(net, input_kind="image"))   # doctest: +SKIP
+    """
+    if not isinstance(model, ModelWrapper):
+        raise InputShapeError(
+            f"expected an explain.ModelWrapper, got {type(model).__name__}; wrap the model first: "
+            "explain.ModelWrapper(net, input_kind='image')")
+    return model

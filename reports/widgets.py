@@ -21,7 +21,7 @@ import explain
 import robustness
 from explain.data import collect
 from explain.errors import OptionalDependencyError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 from explain.registry import EXPLAINERS
 
 from . import figures

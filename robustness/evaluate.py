@@ -10,7 +10,7 @@ import torch
 
 from explain.data import collect
 from explain.errors import InputShapeError, UnknownMethodError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 
 from .registry import ATTACKS, CORRUPTIONS, DEFAULT_CORRUPTIONS
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult

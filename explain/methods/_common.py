@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputShapeError
-from ..model import ModelWrapper
+from ..model import ModelWrapper, check_wrapper
 
 Window = Union[int, Sequence[int]]
 
@@ -25,14 +25,6 @@ class Timer:
 
     def __exit__(self, *exc: Any) -> None:
         self.seconds = time.perf_counter() - self._start
-
-
-def check_wrapper(model: Any) -> ModelWrapper:
-    if not isinstance(model, ModelWrapper):
-        raise InputShapeError(
-            f"expected an explain.ModelWrapper, got {type(model).__name__}; wrap the model first: "
-            "explain.ModelWrapper(net, input_kind='image')")
-    return model
 
 
 def begin(model: Any, x: Any, target: Any, *, lazy: bool = False):

@@ -56,8 +56,8 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> t
 
 def input_scale(wrapper: ModelWrapper, x: torch.Tensor) -> torch.Tensor:
     """Unit of a series budget per channel: the wrapper's ``std`` if given, else the batch's std."""
-    if wrapper._std is not None:
-        return wrapper._std.view(1, 1, -1).to(x.dtype)
+    if wrapper.std is not None:
+        return wrapper.std.view(1, 1, -1).to(x.dtype)
     return x.std(dim=(0, 1), keepdim=True).clamp_min(1e-8)
 
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Tuple
 import torch
 
 from explain.errors import InputShapeError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 
 from ..results import AttackResult
 from ._base import attack_loss, check_budget, clip_range, finish, input_scale, per_sample

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from explain.errors import InputShapeError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 
 from ..results import AttackResult
 from ._base import attack_loss, finish

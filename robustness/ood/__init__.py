@@ -15,7 +15,7 @@ import torch
 
 from explain.data import collect
 from explain.errors import InputShapeError, UnknownMethodError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 
 from ..ood_results import OODEvaluation, OODMethodResult
 from ._base import Detector

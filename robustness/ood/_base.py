@@ -8,7 +8,7 @@ import torch
 
 from explain.data import iter_batches
 from explain.errors import EmptyDataError, InputShapeError, NotFittedError
-from explain.methods._common import check_wrapper
+from explain import check_wrapper
 
 
 class Detector:
