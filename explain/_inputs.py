@@ -61,3 +61,48 @@ def validate_inputs(x: Any, kind: str, *, name: str = "inputs", mean: Optional[t
         if lo < 0 or (vocab is not None and hi >= vocab):
             raise InputValueError(f"{name}: token ids span [{lo}, {hi}] but the embedding has {vocab} rows")
     return x
+
+
+def validate_labels(y: Any, n: Optional[int], num_classes: Optional[int], *, name: str = "labels") -> torch.Tensor:
+    """Check class labels and return them as a flat CPU ``LongTensor``.
+
+    Labels must be integer class indices (floats with whole values are accepted), one per sample
+    (``n``), each in ``[0, num_classes - 1]`` when ``num_classes`` is known.
+
+    Raises:
+        InputShapeError: not a tensor/array/sequence, one-hot or 2-D labels, or a count other than ``n``.
+        InputValueError: NaN, fractional values, or labels outside the model's classes.
+    """
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(y)
+    if not isinstance(y, torch.Tensor):
+        try:
+            y = torch.as_tensor(y)
+        except Exception as error:  # noqa: BLE001 - re-raised as one message
+            raise InputShapeError(f"{name}: expected class indices (a tensor, array or list of ints), "
+                                  f"got {type(y).__name__}") from error
+    if y.is_complex() or y.dtype == torch.bool:
+        raise InputShapeError(f"{name}: expected integer class indices, got dtype {y.dtype}")
+    if y.dim() == 2 and y.shape[1] > 1 and (n is None or y.shape[0] == n):
+        raise InputShapeError(f"{name}: expected one class index per sample (shape N), got shape {tuple(y.shape)}; "
+                              "for one-hot or score labels pass labels.argmax(1)")
+    y = y.detach().flatten().cpu()
+    if n is not None and y.numel() != n:
+        raise InputShapeError(f"{name}: expected {n} labels (one per input), got {y.numel()}")
+    if y.dtype.is_floating_point:
+        if not bool(torch.isfinite(y).all()):
+            raise InputValueError(f"{name}: labels hold NaN or Inf; expected class indices")
+        if not bool((y == y.round()).all()):
+            raise InputValueError(f"{name}: labels must be whole class indices, got fractional values "
+                                  f"{sorted(set(y[y != y.round()].tolist()))[:5]}")
+    y = y.long()
+    if y.numel() == 0:
+        return y
+    bad = (y < 0) if num_classes is None else ((y < 0) | (y >= num_classes))
+    if bool(bad.any()):
+        values = sorted(set(y[bad].tolist()))
+        shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
+        valid = "≥ 0" if num_classes is None else f"in [0, {num_classes - 1}] ({num_classes} classes)"
+        raise InputValueError(f"{name}: {int(bad.sum())} labels are outside the model's classes: {shown}; "
+                              f"labels must be class indices {valid}")
+    return y

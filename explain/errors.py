@@ -13,6 +13,8 @@ all, and each also derives from the matching built-in exception so existing hand
     ├── NotFittedError(ToolkitError, AttributeError)    a detector used before ``fit``
     ├── UnknownMethodError(ToolkitError, KeyError)      a method name that is not registered
     ├── OutOfMemoryError(ToolkitError, RuntimeError)    even a batch of one does not fit
+    ├── ModelCallError(ToolkitError, RuntimeError)      the model's own forward pass raised on the input
+    ├── OutputExistsError(ToolkitError, FileExistsError)  a report's ``out`` holds files that are not a report
     └── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
 
 Messages say what was expected, what arrived and, where possible, what to do.
@@ -31,6 +33,8 @@ __all__ = [
     "NotFittedError",
     "UnknownMethodError",
     "OutOfMemoryError",
+    "ModelCallError",
+    "OutputExistsError",
     "OptionalDependencyError",
 ]
 
@@ -76,6 +80,22 @@ class UnknownMethodError(ToolkitError, KeyError):
 
 class OutOfMemoryError(ToolkitError, RuntimeError):
     """The device ran out of memory even with a batch of one sample."""
+
+
+class ModelCallError(ToolkitError, RuntimeError):
+    """The model's own forward pass raised on the input it was given.
+
+    The message names the input's shape and dtype, the model's error in one line and, where it can
+    be read, what the model's first layer expects; the original exception is chained as ``__cause__``.
+    """
+
+
+class OutputExistsError(ToolkitError, FileExistsError):
+    """A report's output path is a file, or a non-empty folder that is not an earlier xaiscope report.
+
+    Pass a new or empty folder, an earlier report's folder, or ``force=True`` (``--force``) to write the
+    report's own files into the folder without deleting anything else.
+    """
 
 
 class OptionalDependencyError(ToolkitError, ImportError):

@@ -30,9 +30,10 @@ from torch import nn
 
 from ._batching import run_in_chunks
 from ._hooks import Capture, LayerAccess
-from ._inputs import validate_inputs
+from ._inputs import validate_inputs, validate_labels
 from ._outputs import select_logits
-from .errors import InputShapeError, InputValueError, UnsupportedModelError
+from ._modelcall import call_failure_message, is_model_input_error
+from .errors import InputShapeError, InputValueError, ModelCallError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
 
@@ -183,6 +184,33 @@ class ModelWrapper(LayerAccess):
         return validate_inputs(x, self.input_kind, name=name, mean=self._mean, std=self._std,
                                valid_range=self.valid_range, vocab=vocab)
 
+    def check_labels(self, y: Any, x: Any = None, *, name: str = "labels") -> torch.Tensor:
+        """Validate class labels against this model's classes; return them as a flat CPU ``LongTensor``.
+
+        Args:
+            y: one class index per sample (tensor, array or list).
+            x: the inputs the labels belong to: their count must match, and when the number of
+                classes is not known yet one forward pass on ``x[:1]`` learns it.
+            name: how the labels are called in error messages.
+
+        Shape:
+            y: ``N``; x: ``N×…``; returns ``N``.
+
+        Raises:
+            InputShapeError: wrong count or one-hot/2-D labels.
+            InputValueError: labels outside ``[0, num_classes - 1]`` (the message names them), NaN,
+                or fractional values.
+
+        Example:
+            >>> y = m.check_labels([0, 1, 1], x)   # doctest: +SKIP
+        """
+        n = None if x is None else len(x)
+        y = validate_labels(y, n, self._num_classes, name=name)
+        if self._num_classes is None and x is not None and n:
+            self.logits(x[:1])
+            y = validate_labels(y, n, self._num_classes, name=name)
+        return y
+
     def _vocab_size(self) -> Optional[int]:
         try:
             return int(self.embedding_layer()[1].num_embeddings)
@@ -224,9 +252,9 @@ class ModelWrapper(LayerAccess):
             kwargs[self.mask_arg] = (x != self.pad_id)
         if self.amp_dtype is not None:
             with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
-                out = self.model(model_in, **kwargs)
+                out = self._call_model((model_in,), kwargs)
         else:
-            out = self.model(model_in, **kwargs)
+            out = self._call_model((model_in,), kwargs)
         logits = self._select(out)
         n = x.shape[0]
         if logits.dim() != 2 or logits.shape[0] != n:
@@ -240,6 +268,19 @@ class ModelWrapper(LayerAccess):
                 f"the model gives {logits.shape[1]} scores per sample but {self._num_classes} classes were "
                 f"declared (class_names has {self._num_classes} entries)")
         return logits.float()
+
+    def _call_model(self, args: tuple, kwargs: dict) -> Any:
+        """``self.model(*args, **kwargs)``; an error the model raises on its input becomes ``ModelCallError``.
+
+        Toolkit errors, CUDA out-of-memory (the batching layer halves the batch on it) and
+        ``KeyboardInterrupt`` pass through unchanged; the original error is chained as ``__cause__``.
+        """
+        try:
+            return self.model(*args, **kwargs)
+        except Exception as error:
+            if not is_model_input_error(error):
+                raise
+            raise ModelCallError(call_failure_message(self.model, args, kwargs, error)) from error
 
     def batched(
         self,

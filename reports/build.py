@@ -1,4 +1,4 @@
-"""``build_report``: run every section on a model and its data; ``Report.save`` writes it atomically."""
+"""``build_report``: run every section on a model and its data; ``Report.save`` writes only the report's own files."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import datetime as _dt
 import importlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 
 import explain
@@ -21,6 +19,7 @@ from explain.data import collect
 from explain.errors import EmptyDataError, InputShapeError
 
 from . import html
+from ._save import FIGURES_DIR, check_output, write_report
 from .report import Check, Figure, ReportContext, Section, TokenStrips
 from .sections import SECTION_BUILDERS
 
@@ -55,8 +54,7 @@ class Report:
             "checks": [asdict(c) for c in self.checks],
             "sections": {s.id: {"title": s.title, "seconds": round(s.seconds, 4), "error": s.error,
                                 "summary": s.summary,
-                                "figures": [f"figures/{s.id}-{b.name}.png" for b in s.blocks
-                                            if isinstance(b, (Figure, TokenStrips)) and (getattr(b, "png", None))]}
+                                "figures": [rel for rel, _ in _figures([s])]}
                          for s in self.sections},
         })
 
@@ -70,38 +68,51 @@ class Report:
     def _repr_html_(self) -> str:  # notebooks show the report inline
         return self.html()
 
-    def save(self, out: Union[str, os.PathLike]) -> Path:
-        """Write ``index.html``, ``figures/*.png`` and ``summary.json`` into ``out``, atomically.
+    def files(self) -> Dict[str, bytes]:
+        """The report's own files, relative path → bytes: ``figures/*.png``, ``summary.json``, ``index.html``.
 
-        Everything is written into a temporary folder next to ``out`` and swapped into place at the
-        end, so a crash leaves the previous report intact and no half-written one.
-        Returns the path of ``index.html``.
+        This is the whole set :meth:`save` writes; nothing else is ever written or removed.
         """
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            tmp.chmod(0o755)
-            figs = tmp / "figures"
-            figs.mkdir()
-            for s in self.sections:
-                for b in s.blocks:
-                    png = getattr(b, "png", None)
-                    if isinstance(b, (Figure, TokenStrips)) and png:
-                        (figs / f"{s.id}-{b.name}.png").write_bytes(png)
-            (tmp / "summary.json").write_text(json.dumps(self.to_dict(), indent=1), encoding="utf-8")
-            (tmp / "index.html").write_text(self.html(), encoding="utf-8")
-            old = None
-            if out.exists():
-                old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
-                out.rename(old)
-            tmp.rename(out)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return out / "index.html"
+        files = {rel: png for rel, png in _figures(self.sections)}
+        files["summary.json"] = json.dumps(self.to_dict(), indent=1).encode("utf-8")
+        files["index.html"] = self.html().encode("utf-8")
+        return files
+
+    def save(self, out: Union[str, os.PathLike], *, force: bool = False) -> Path:
+        """Write ``index.html``, ``figures/*.png`` and ``summary.json`` into the folder ``out``.
+
+        Only the report's own files are written. ``out`` may be a new path (created), an empty
+        folder, or an earlier xaiscope report (recognised by its ``summary.json``): its own files are
+        replaced and its own figures that this report lacks are removed, while every other file in
+        the folder is kept. Every file is written completely into a staging folder inside ``out``
+        first and then moved into place one ``os.replace`` at a time, ``index.html`` last, so the page
+        is at every instant either the whole earlier report or the whole new one, and a crash
+        leaves no half-written file (see ``reports._save`` for the exact guarantee).
+
+        Args:
+            out: the report folder; ``"."`` works under the same rules.
+            force: also write into a non-empty folder that is not an earlier report; files with
+                the report's names are replaced, nothing else is touched or deleted.
+
+        Returns:
+            The path of ``index.html``.
+
+        Raises:
+            OutputExistsError: ``out`` is an existing file, or a non-empty folder that is not an
+                earlier report (and ``force`` is False).
+
+        Example:
+            >>> rep.save("reports-out/run1")                 # doctest: +SKIP
+            >>> rep.save("my-project", force=True)          # doctest: +SKIP
+        """
+        check_output(out, force)  # before rendering: a wrong path fails fast
+        return write_report(out, self.files(), force=force)
+
+
+def _figures(sections: Sequence[Section]) -> List[tuple]:
+    """``(relative path, png)`` of every figure the sections hold, in order (one naming rule)."""
+    return [(f"{FIGURES_DIR}/{s.id}-{b.name}.png", b.png) for s in sections for b in s.blocks
+            if isinstance(b, (Figure, TokenStrips)) and getattr(b, "png", None)]
 
 
 def _run_section(name: str, module_path: str, ctx: ReportContext) -> Section:
@@ -130,6 +141,7 @@ def build_report(
     vocab: Optional[List[str]] = None,
     title: Optional[str] = None,
     dpi: int = 110,
+    force: bool = False,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
@@ -137,7 +149,9 @@ def build_report(
         model: an ``explain.ModelWrapper``.
         data: ``(inputs, labels)``, a ``Dataset`` or a ``DataLoader``; the first ``max_samples`` are used.
         ood_data: out-of-distribution inputs for the OOD section (optional).
-        out: folder to write ``index.html``, ``figures/`` and ``summary.json`` into.
+        out: folder to write ``index.html``, ``figures/`` and ``summary.json`` into: a new path, an
+            empty folder or an earlier report's folder (its own files are replaced, every other file
+            is kept). It is checked before any work is done. See :meth:`Report.save`.
         methods: explainers for the gallery (names from ``explain.available_explainers()``).
         sections: which sections to build (default: all registered, in reading order).
         config: per-section settings and ``checks`` thresholds, e.g.
@@ -145,18 +159,31 @@ def build_report(
         samples: rows in the explanation gallery.
         seed: seeds every stochastic step.
         vocab: id → word list so token models show words.
+        force: with ``out``, also write into a non-empty folder that is not an earlier report (only
+            the report's own files are written; nothing else is touched or deleted).
 
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
+
+    Raises:
+        OutputExistsError: ``out`` is a file, or a non-empty folder that is not a report (without ``force``).
+        InputShapeError, InputValueError, EmptyDataError: bad data, or labels outside the model's classes.
+        UnsupportedModelError: ``class_names`` does not match the model's number of outputs.
+        ModelCallError: the model's forward pass fails on the data.
 
     Example:
         >>> rep = reports.build_report(m, (x, y), out="reports-out/run1")   # doctest: +SKIP
     """
     if not isinstance(model, explain.ModelWrapper):
         raise InputShapeError(f"expected an explain.ModelWrapper, got {type(model).__name__}")
+    if out is not None:
+        check_output(out, force)  # fail before the work, not after it
     start = time.perf_counter()
     x, y = collect(data, max_samples=max_samples)
     model.check_inputs(x, name="data")
+    model.logits(x[:1])  # a model that cannot run on the data, or wrong class_names, fails here, not per section
+    if y is not None:
+        y = model.check_labels(y, x, name="labels")
     ood_x = None
     if ood_data is not None:
         ood_x, _ = collect(ood_data, max_samples=max_samples)
@@ -185,5 +212,5 @@ def build_report(
     }
     report = Report(title or f"{d['architecture']} — xaiscope audit", built, meta)
     if out is not None:
-        report.save(out)
+        report.save(out, force=force)
     return report

@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion,lime,shap,integrated_gradients)")
     d.add_argument("--samples", type=int, default=6, help="gallery rows per report")
     d.add_argument("--quiet", action="store_true", help="print only the report paths")
+    d.add_argument("--force", action="store_true",
+                   help="write the reports into folders that hold other files (never deletes anything)")
 
     for name, helptext in (("report", "audit a model on data and write an HTML report"),
                            ("explain", "run one explainer on a few inputs and write PNGs")):
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion,lime,shap,integrated_gradients)")
             r.add_argument("--samples", type=int, default=None, help="gallery rows (default 6)")
             r.add_argument("--ood-data", default=None, help="out-of-distribution inputs (same formats as --data)")
+            r.add_argument("--force", action="store_true",
+                           help="write the report into a non-empty folder that is not an earlier report "
+                                "(only the report's own files are written; nothing is deleted)")
         else:
             r.add_argument("--method", default="gradcam", help="explainer name (see 'xaiscope methods')")
             r.add_argument("--samples", type=int, default=None, help="how many inputs to explain (default 4)")
@@ -138,7 +143,8 @@ def cmd_demo(args) -> int:
     from .demo import run_demo
     start = time.perf_counter()
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr))
-    paths = run_demo(args.out, seed=args.seed, methods=_methods(args.methods), samples=args.samples, log=log)
+    paths = run_demo(args.out, seed=args.seed, methods=_methods(args.methods), samples=args.samples, log=log,
+                     force=args.force)
     log(f"demo finished in {time.perf_counter() - start:.0f} s; open these in a browser:")
     for p in paths:
         print(p)
@@ -157,7 +163,7 @@ def cmd_report(args) -> int:
     out = s.get("out") or "reports-out/report"
     rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"],
                        config=config, max_samples=int(s.get("max_samples") or 256), samples=int(s.get("samples") or 6),
-                       seed=int(s.get("seed") or 0), vocab=vocab)
+                       seed=int(s.get("seed") or 0), vocab=vocab, force=bool(getattr(args, "force", False)))
     index = Path(out) / "index.html"
     if not args.quiet:
         for c in rep.checks:
