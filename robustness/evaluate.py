@@ -48,6 +48,11 @@ def attack(model: Any, x: Any, y: Any, method: str = "pgd", *, eps: float = 8 / 
     Returns:
         ``AttackResult`` (adversarial inputs, predictions, success mask, norms, seconds).
 
+    Raises:
+        InputShapeError: inputs of the wrong shape or kind, or not one label per input.
+        InputValueError: labels outside the model's classes (the message names them), a negative budget.
+        UnknownMethodError: an unknown ``method``.
+
     Example:
         >>> r = robustness.attack(m, x, y, method="pgd", eps=8/255, steps=10, seed=0)   # doctest: +SKIP
         >>> r.robust_accuracy
@@ -92,6 +97,8 @@ def robust_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 2 / 255, 4
     x, y = collect(data, max_samples=max_samples)
     if y is None:
         raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels)")
+    wrapper.check_inputs(x)
+    y = wrapper.check_labels(y, x)
     eps = [float(e) for e in eps]
     if not eps:
         raise InputShapeError("eps: give at least one budget")
@@ -132,6 +139,7 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     if y is None:
         raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels)")
     wrapper.check_inputs(x)
+    y = wrapper.check_labels(y, x)
     table = CORRUPTIONS[wrapper.input_kind]
     names = list(corruptions) if corruptions is not None else DEFAULT_CORRUPTIONS[wrapper.input_kind]
     unknown = [c for c in names if c not in table]

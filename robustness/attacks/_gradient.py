@@ -64,9 +64,7 @@ class GradientAttack:
         start = time.perf_counter()
         wrapper = check_wrapper(model)
         x = wrapper.check_inputs(x)
-        y = torch.as_tensor(y).long().flatten()
-        if len(y) != len(x):
-            raise InputShapeError(f"labels: expected {len(x)} labels (one per input), got {len(y)}")
+        y = wrapper.check_labels(y, x)
         budget = self.eps if eps is None else eps
         check_budget(budget, self.norm)
         targeted = target is not None or self.targeted

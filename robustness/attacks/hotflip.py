@@ -48,9 +48,7 @@ class HotFlip:
             raise InputShapeError(f"hotflip substitutes tokens; this wrapper's input kind is {wrapper.input_kind!r} "
                                   "— use 'pgd', 'fgsm' or 'apgd'")
         x = wrapper.check_inputs(x)
-        y = torch.as_tensor(y).long().flatten()
-        if len(y) != len(x):
-            raise InputShapeError(f"labels: expected {len(x)} labels, got {len(y)}")
+        y = wrapper.check_labels(y, x)
         targeted = target is not None or self.targeted
         goal = wrapper.resolve_target(x, target) if target is not None else y
         clean_pred = wrapper.logits(x).argmax(1)

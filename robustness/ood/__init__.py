@@ -60,6 +60,8 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
     x_in, y_in = collect(in_data, max_samples=max_samples)
     x_out, _ = collect(ood_data, max_samples=max_samples)
     wrapper.check_inputs(x_in, name="in_data")
+    if y_in is not None:
+        y_in = wrapper.check_labels(y_in, x_in, name="in_data labels")
     wrapper.check_inputs(x_out, name="ood_data")
     if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
         raise InputShapeError(f"ood_data samples have shape {tuple(x_out.shape[1:])} but in_data samples have "

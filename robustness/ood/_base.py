@@ -39,8 +39,10 @@ class Detector:
 
     def _fit(self, model, in_data, batch_size: int) -> None:
         # Output-based detectors learn nothing; still check the data is usable.
-        for x, _ in iter_batches(in_data, batch_size):
+        for x, y in iter_batches(in_data, batch_size):
             model.check_inputs(x, name="in_data")
+            if y is not None:
+                model.check_labels(y, x, name="in_data labels")
             self.input_shape_ = tuple(x.shape[1:])
             break
 
@@ -97,6 +99,8 @@ def labelled_features(model, data, batch_size: int):
         z = model.features(x)
         if y is None:
             y = model.predict(x)
+        else:
+            y = model.check_labels(y, x, name="in_data labels")
         seen += len(x)
         yield x, z.double(), y.long()
     if seen == 0:
