@@ -103,6 +103,7 @@ def validate_labels(y: Any, n: Optional[int], num_classes: Optional[int], *, nam
         values = sorted(set(y[bad].tolist()))
         shown = ", ".join(map(str, values[:10])) + (", ..." if len(values) > 10 else "")
         valid = "≥ 0" if num_classes is None else f"in [0, {num_classes - 1}] ({num_classes} classes)"
-        raise InputValueError(f"{name}: {int(bad.sum())} labels are outside the model's classes: {shown}; "
+        count = int(bad.sum())
+        raise InputValueError(f"{name}: {count} label{' is' if count == 1 else 's are'} outside the model's classes: {shown}; "
                               f"labels must be class indices {valid}")
     return y

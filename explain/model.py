@@ -205,11 +205,9 @@ class ModelWrapper(LayerAccess):
             >>> y = m.check_labels([0, 1, 1], x)   # doctest: +SKIP
         """
         n = None if x is None else len(x)
-        y = validate_labels(y, n, self._num_classes, name=name)
         if self._num_classes is None and x is not None and n:
-            self.logits(x[:1])
-            y = validate_labels(y, n, self._num_classes, name=name)
-        return y
+            self.logits(x[:1])  # learn the number of classes from the model's output
+        return validate_labels(y, n, self._num_classes, name=name)
 
     def _vocab_size(self) -> Optional[int]:
         try:

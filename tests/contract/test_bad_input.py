@@ -294,6 +294,9 @@ CASES = [
     # ---------------------------------------------------------------- attacks
     Case("attack-labels-outside-classes", "robustness.attack", lambda c: robustness.attack(c.img, c.x, c.y_bad),
          E.InputValueError, "labels must be class indices in [0, 2] (3 classes)"),
+    Case("attack-labels-checked-before-classes-are-known", "robustness.attack",
+         lambda c: robustness.attack(explain.ModelWrapper(make_cnn(), device="cpu"), c.x, c.y_bad), E.InputValueError,
+         "2 labels are outside the model's classes: -1, 7; labels must be class indices in [0, 2]"),
     Case("attack-labels-count", "robustness.attack", lambda c: robustness.attack(c.img, c.x, c.y[:3]),
          E.InputShapeError, "expected 4 labels"),
     Case("attack-unknown-method", "robustness.attack", lambda c: robustness.attack(c.img, c.x, c.y, method="cw"),
