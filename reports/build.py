@@ -191,6 +191,9 @@ def build_report(
         if tuple(ood_x.shape[1:]) != tuple(x.shape[1:]) and model.input_kind == "image":
             raise InputShapeError(f"ood_data samples have shape {tuple(ood_x.shape[1:])} but data samples "
                                   f"have {tuple(x.shape[1:])}")
+        if model.input_kind == "series" and ood_x.shape[2] != x.shape[2]:
+            raise InputShapeError(f"ood_data series have {ood_x.shape[2]} channels but data series have {x.shape[2]} "
+                                  "(layout N×T×C)")
     cfg = json.loads(json.dumps(config or {}, default=str))
     cfg.setdefault("explanations", {}).setdefault("methods", list(methods))
     cfg["explanations"].setdefault("samples", samples)

@@ -14,7 +14,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from explain.data import collect
-from explain.errors import InputShapeError, UnknownMethodError
+from explain.errors import InputShapeError, InputValueError, ModelCallError, UnknownMethodError
 from explain import check_wrapper
 
 from ..ood_results import OODEvaluation, OODMethodResult
@@ -81,8 +81,8 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         try:
             det = ood_detector(name, **(params or {}).get(name, {})).fit(wrapper, fit_pair)
             s_in, s_out = det.score_data(x_test), det.score_data(x_out)
-        except (InputShapeError, UnknownMethodError):
-            raise
+        except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError):
+            raise  # bad input, not a detector that cannot run on this model
         except Exception as error:  # noqa: BLE001 - one detector failing must not hide the others
             errors[name] = f"{type(error).__name__}: {error}"
             continue
