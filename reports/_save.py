@@ -91,8 +91,28 @@ def _previous_files(out: Path) -> Set[str]:
     return own
 
 
+def _staging_dirs(out: Path) -> list:
+    return [p for p in out.iterdir() if _STAGING.match(p.name) and p.is_dir() and not p.is_symlink()]
+
+
+def _moved_by_killed_saves(out: Path) -> Set[str]:
+    """Figures that interrupted saves had already moved into ``out`` (their staging folder holds ``.commit``)."""
+    moved: Set[str] = set()
+    for staging in _staging_dirs(out):
+        if (staging / _COMMIT).exists():
+            moved |= _previous_files(staging) - set(OWN_FILES)
+    return moved
+
+
 def _foreign_entries(out: Path) -> list:
-    return sorted(p.name for p in out.iterdir() if not _STAGING.match(p.name))
+    """Entries of ``out`` that are neither our staging folders nor a figures folder holding only our figures."""
+    entries = [p for p in out.iterdir() if not (_STAGING.match(p.name) and p.is_dir())]
+    figures = out / FIGURES_DIR
+    if figures in entries and figures.is_dir():
+        ours = _moved_by_killed_saves(out)
+        if ours and all(f.is_file() and f"{FIGURES_DIR}/{f.name}" in ours for f in figures.iterdir()):
+            entries.remove(figures)
+    return sorted(p.name for p in entries)
 
 
 def check_output(out: PathLike, force: bool = False) -> str:
@@ -165,12 +185,11 @@ def _remove_leftovers(out: Path) -> Set[str]:
     returned so the current save can remove the ones it does not replace.
     """
     moved: Set[str] = set()
-    for entry in out.iterdir():
-        match = _STAGING.match(entry.name)
-        if not match or not entry.is_dir() or entry.is_symlink() or _alive(int(match.group(1)), entry):
+    for entry in _staging_dirs(out):
+        if _alive(int(_STAGING.match(entry.name).group(1)), entry):
             continue
         if (entry / _COMMIT).exists():
-            moved |= _previous_files(entry)
+            moved |= _previous_files(entry) - set(OWN_FILES)
         shutil.rmtree(entry, ignore_errors=True)
     return moved
 

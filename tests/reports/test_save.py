@@ -392,3 +392,14 @@ def test_cli_out_dot_writes_into_the_current_folder_under_the_same_rules(tmp_pat
     code, _, err = run_cli(capsys, cli_files + ["--out", "."])
     assert code == 2 and len(err) == 1 and "--force" in err[0]
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_a_first_save_killed_while_moving_files_does_not_block_the_next_save(tmp_path):
+    out = tmp_path / "new"
+    out.mkdir()
+    kill_save_at(out, "replaced", "figures/performance-confusion.png")  # one figure in place, nothing else
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["performance-confusion.png"]
+    fake_report("third", figures=("reliability",)).save(out)  # no force needed: the figure is ours
+    assert changed({}, snapshot(tmp_path)) == own("new", figures=("reliability",)) | {"new"}
+    assert_is_report(out, "third")
