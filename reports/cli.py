@@ -159,8 +159,10 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from ._save import check_output
     from .build import build_report
     s = _settings(args)
+    check_output(s.get("out") or "reports-out/report", bool(getattr(args, "force", False)))  # before loading anything
     wrapper, x, y, vocab = _wrapper_and_data(s)
     ood = None
     if s.get("ood_data"):
