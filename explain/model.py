@@ -177,6 +177,15 @@ class ModelWrapper(LayerAccess):
             keep |= ids == i
         return keep
 
+    def baseline_ids(self, ids: torch.Tensor, fill: Optional[int] = None) -> torch.Tensor:
+        """``ids`` with every token replaced by ``fill`` (default ``pad_id``) except padding and special tokens.
+
+        Shape:
+            ``ids``: ``N×T`` → ``N×T``.
+        """
+        fill = self.pad_id if fill is None else int(fill)
+        return torch.where(self.special_mask(ids), ids, torch.full_like(ids, fill))
+
     def _stat(self, values: Optional[Sequence[float]], what: str) -> Optional[torch.Tensor]:
         if values is None:
             return None
