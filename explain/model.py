@@ -68,8 +68,9 @@ class ModelWrapper(LayerAccess):
         pad_id: the padding/baseline token id (token models). Default: ``model.config.pad_token_id``
             for Hugging Face models, else 0.
         mask_arg: the keyword under which token models receive the attention mask ``ids != pad_id``.
-            ``"auto"`` (default): ``"attention_mask"`` when the model's ``forward`` has a parameter of
-            that name (every Hugging Face classifier), else no mask. ``None`` never passes a mask.
+            ``"auto"`` (default): ``"attention_mask"`` for Hugging Face models (a ``config`` with a
+            ``pad_token_id`` and a ``forward`` taking ``attention_mask``), else no mask. ``None``
+            never passes a mask. Models whose inputs are keyword-only get the ids by name too.
         special_ids: token ids that perturbation methods and attacks never replace (``[CLS]``,
             ``[SEP]``, ``<s>``...: changing them is meaningless). :func:`explain.load_hf` fills them
             from the tokenizer. Padding is never perturbed either.
@@ -159,7 +160,7 @@ class ModelWrapper(LayerAccess):
             raise InputShapeError(f"mask_arg={mask_arg!r} is for token models; this wrapper's input_kind is "
                                   f"{self.input_kind!r}")
         if mask_arg == "auto":
-            return "attention_mask" if "attention_mask" in self.call.params else None
+            return "attention_mask" if self.call.hf and "attention_mask" in self.call.params else None
         if not self.call.accepts(mask_arg):
             raise UnsupportedModelError(
                 f"mask_arg={mask_arg!r}: {type(self.model).__name__}.forward has no parameter of that name; it "

@@ -181,9 +181,9 @@ def test_keyword_only_forward_gets_ids_and_mask_by_name():
             return {"logits": self.head(h.sum(1) / attention_mask.sum(1, keepdim=True))}
 
     net = KeywordOnly()
-    m = explain.ModelWrapper(net, "tokens", device="cpu")
+    assert explain.ModelWrapper(net, "tokens", device="cpu").mask_arg is None  # auto: Hugging Face models only
+    m = explain.ModelWrapper(net, "tokens", device="cpu", mask_arg="attention_mask")
     ids = torch.tensor([[3, 4, 0, 0], [5, 6, 7, 8]])
-    assert m.mask_arg == "attention_mask"
     expected = net(input_ids=ids, attention_mask=(ids != 0).long())["logits"]
     torch.testing.assert_close(m.logits(ids), expected.detach())
     assert explain.saliency(m, ids).values.shape == ids.shape
