@@ -170,6 +170,9 @@ def _load_exported(path: str) -> nn.Module:
         log.warning("cannot unflatten %s (%s); layer-based methods will not run on it", path, error)
         return program.module()
     record_layer_types(program, module)
+    for sub in module.modules():  # run the generated Python code rather than the (much slower) FX interpreter
+        if hasattr(sub, "_run_with_interpreter"):
+            sub._run_with_interpreter = False
     return module
 
 

@@ -43,6 +43,12 @@ def _onnx(net: nn.Module, x: torch.Tensor, path, names=("pixels",)) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def exported_cnn(tmp_path_factory):
+    """The CNN exported once (torch.export takes seconds)."""
+    return _export(_cnn(), _images(), tmp_path_factory.mktemp("pt2") / "m.pt2")
+
+
 def _wrap(net, kind="image"):
     return explain.ModelWrapper(net, kind, class_names=["a", "b", "c"], device="cpu")
 
@@ -54,9 +60,9 @@ def _same_attributions(ref, other, x, methods):
         torch.testing.assert_close(b.values, a.values, atol=1e-4, rtol=1e-4, msg=name)
 
 
-def test_pt2_program_runs_every_method_with_the_original_numbers(tmp_path):
+def test_pt2_program_runs_every_method_with_the_original_numbers(exported_cnn):
     net, x = _cnn(), _images()
-    loaded = explain.load_model(_export(net, x, tmp_path / "m.pt2"))
+    loaded = explain.load_model(exported_cnn)
     loaded.train()
     before = snapshot(loaded)
     ref, m = _wrap(net), _wrap(loaded)
@@ -77,9 +83,9 @@ def test_pt2_program_runs_every_method_with_the_original_numbers(tmp_path):
     assert_unchanged(loaded, before)
 
 
-def test_flat_exported_module_refuses_hooks_with_a_toolkit_error(tmp_path):
+def test_flat_exported_module_refuses_hooks_with_a_toolkit_error(exported_cnn):
     net, x = _cnn(), _images()
-    flat = torch.export.load(_export(net, x, tmp_path / "m.pt2")).module()
+    flat = torch.export.load(exported_cnn).module()
     m = _wrap(flat)
     torch.testing.assert_close(m.logits(x), _wrap(net).logits(x), atol=1e-4, rtol=1e-4)  # no eval() error
     assert explain.saliency(m, x).values.shape == (3, 16, 16)
