@@ -35,11 +35,11 @@ def _export(net: nn.Module, x: torch.Tensor, path) -> str:
     return str(path)
 
 
-def _onnx(net: nn.Module, x: torch.Tensor, path, names=("pixels",)) -> str:
+def _onnx(net: nn.Module, x: torch.Tensor, path, names=("pixels",), **options) -> str:
     onnx = pytest.importorskip("onnx")  # noqa: F841 - the exporter needs it
     axes = {n: {0: "batch"} for n in names} | {"logits": {0: "batch"}}
     torch.onnx.export(net, (x,), str(path), input_names=list(names), output_names=["logits"], dynamic_axes=axes,
-                      dynamo=False)
+                      dynamo=False, **options)
     return str(path)
 
 
@@ -172,10 +172,15 @@ def test_onnx_with_onnx2torch_runs_gradient_methods(tmp_path):
     except Exception:  # noqa: BLE001 - without torchvision it fails with other errors than ImportError
         pytest.skip("onnx2torch does not import here (it needs torchvision)")
     net, x = _cnn(), _images()
-    loaded = explain.load_model(_onnx(net, x, tmp_path / "m.onnx"), onnx_backend="onnx2torch")
+    # onnx2torch reads opsets up to 17, and initialisers kept as graph inputs.
+    path = _onnx(net, x, tmp_path / "m.onnx", opset_version=17, keep_initializers_as_inputs=True)
+    loaded = explain.load_model(path, onnx_backend="onnx2torch")
+    loaded.train()
+    before = snapshot(loaded)
     ref, m = _wrap(net), _wrap(loaded)
     torch.testing.assert_close(m.logits(x), ref.logits(x), atol=1e-4, rtol=1e-4)
     _same_attributions(ref, m, x, ["saliency", "integrated_gradients", "occlusion"])
+    assert_unchanged(loaded, before)
 
 
 def test_series_model_survives_export_and_script(tmp_path):
