@@ -107,6 +107,15 @@ def more_inputs(s: dict, wrapper, path_str: str) -> torch.Tensor:
     return load_data(path_str, wrapper.input_kind, channels=int(s.get("channels") or 3), size=s.get("image_size"))[0]
 
 
+def same_token_length(wrapper, x: torch.Tensor, other: torch.Tensor):
+    """Token batches padded (with the pad id, at the end) to one length, so they can be compared."""
+    if wrapper.input_kind != "tokens" or x.dim() != 2 or other.dim() != 2 or x.shape[1] == other.shape[1]:
+        return x, other
+    t = max(x.shape[1], other.shape[1])
+    pad = lambda ids: torch.nn.functional.pad(ids, (0, t - ids.shape[1]), value=wrapper.pad_id)  # noqa: E731
+    return pad(x), pad(other)
+
+
 def expected_input(model: torch.nn.Module) -> str:
     """What the model's first layer takes, e.g. ``"Conv1d 'conv1' expects 6 channels"`` ('' if unknown)."""
     for name, module in model.named_modules():

@@ -155,8 +155,8 @@ def cmd_report(args) -> int:
     wrapper, x, y, vocab = _wrapper_and_data(s)
     ood = None
     if s.get("ood_data"):
-        from ._setup import more_inputs
-        ood = more_inputs(s, wrapper, s["ood_data"])
+        from ._setup import more_inputs, same_token_length
+        x, ood = same_token_length(wrapper, x, more_inputs(s, wrapper, s["ood_data"]))
     config = {k: v for k, v in s.items() if isinstance(v, dict)}
     out = s.get("out") or "reports-out/report"
     rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"],

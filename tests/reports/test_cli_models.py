@@ -165,3 +165,12 @@ def test_hf_directory_with_a_text_csv(tmp_path, capsys):
                          "--method", "occlusion", "--samples", "2", "--out", str(tmp_path / "png"), "--device", "cpu")
     assert code == 0, err
     assert len(out.split()) == 2
+
+
+def test_token_batches_of_different_lengths_are_padded_to_one():
+    import explain
+    from reports._setup import same_token_length
+    w = explain.ModelWrapper(torch.nn.Sequential(torch.nn.Embedding(9, 2), torch.nn.Flatten(0)), "tokens",
+                             device="cpu", pad_id=1)
+    a, b = same_token_length(w, torch.tensor([[5, 6, 7]]), torch.tensor([[8], [4]]))
+    assert a.tolist() == [[5, 6, 7]] and b.tolist() == [[8, 1, 1], [4, 1, 1]]
