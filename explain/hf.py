@@ -114,6 +114,8 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
             options["pad_id"] = int(pad)
         if tokenizer is not None:
             options["special_ids"] = special_token_ids(tokenizer)
+            if getattr(tokenizer, "unk_token_id", None) is not None:
+                options["unk_id"] = int(tokenizer.unk_token_id)
     options.update(wrapper_kwargs)
     wrapper = ModelWrapper(model, kind, **options)
     wrapper.tokenizer = tokenizer

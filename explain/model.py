@@ -74,6 +74,8 @@ class ModelWrapper(LayerAccess):
         special_ids: token ids that perturbation methods and attacks never replace (``[CLS]``,
             ``[SEP]``, ``<s>``...: changing them is meaningless). :func:`explain.load_hf` fills them
             from the tokenizer. Padding is never perturbed either.
+        unk_id: the unknown-token id the ``token_mask`` corruption writes (default 1; the
+            tokenizer's for :func:`explain.load_hf`).
         valid_range: ``(lo, hi)`` of valid natural-unit values; images default to ``(0, 1)``.
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
             recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
@@ -99,6 +101,7 @@ class ModelWrapper(LayerAccess):
         pad_id: Optional[int] = None,
         mask_arg: Optional[str] = "auto",
         special_ids: Optional[Sequence[int]] = None,
+        unk_id: Optional[int] = None,
         valid_range: Optional[Tuple[float, float]] = None,
         rnn_backward_fix: Union[str, bool] = "auto",
     ) -> None:
@@ -122,6 +125,7 @@ class ModelWrapper(LayerAccess):
         self.pad_id = self._pick_pad_id(pad_id)
         self.mask_arg = self._pick_mask_arg(mask_arg)
         self.special_ids = sorted({int(i) for i in special_ids or ()} - {self.pad_id})
+        self.unk_id = 1 if unk_id is None else int(unk_id)
         self.batch_size = int(batch_size)
         self.rnn_backward_fix = rnn_backward_fix
         self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)

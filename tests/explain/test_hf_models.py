@@ -189,3 +189,21 @@ def test_keyword_only_forward_gets_ids_and_mask_by_name():
     assert explain.saliency(m, ids).values.shape == ids.shape
     with pytest.raises(explain.errors.UnsupportedModelError, match="no parameter"):
         explain.ModelWrapper(net, "tokens", device="cpu", mask_arg="mask")
+
+
+def test_token_corruptions_keep_special_tokens_and_write_the_tokenizers_unknown_id(hf):
+    _, m, ids = hf
+    from robustness.registry import CORRUPTIONS
+    table = CORRUPTIONS["tokens"]
+    extra = {"pad_id": m.pad_id, "unk_id": m.unk_id, "keep": m.special_mask(ids)}
+    assert m.unk_id == m.tokenizer.unk_token_id
+    masked = table["token_mask"].apply(ids, 5, torch.Generator().manual_seed(0), **extra)
+    changed = masked != ids
+    assert changed.any() and bool((masked[changed] == m.unk_id).all())
+    assert not (changed & m.special_mask(ids)).any()
+    cls, sep = m.tokenizer.cls_token_id, m.tokenizer.sep_token_id
+    for name in ("token_drop", "token_swap"):
+        out = table[name].apply(ids, 5, torch.Generator().manual_seed(0), **extra)
+        assert bool((out[:, 0] == cls).all()), name
+        assert torch.equal((out == sep).sum(1), (ids == sep).sum(1)), name
+        assert torch.equal((out == m.pad_id).sum(1) >= (ids == m.pad_id).sum(1), torch.ones(len(ids), dtype=torch.bool))
