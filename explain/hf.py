@@ -77,7 +77,9 @@ def special_token_ids(tokenizer: Any) -> list:
 def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
     """A :class:`~explain.ModelWrapper` for the Hugging Face classifier saved in ``path``.
 
-    Class names come from ``config.id2label``; for text models the pad id, the attention mask
+    Class names come from ``config.id2label``; for image models ``mean``/``std`` from the image
+    processor saved beside the model (``preprocessor_config.json``, when it normalises); for text
+    models the pad id, the unknown id, the attention mask
     (``attention_mask``) and the special-token ids ([CLS], [SEP], ...: never perturbed) come from
     the tokenizer saved beside the model, which is kept as ``wrapper.tokenizer``.
 
@@ -106,6 +108,8 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
     names = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(int(config.num_labels))]
     tokenizer = load_hf_tokenizer(path) if kind == "tokens" else None
     options: dict = {"class_names": names}
+    if kind == "image":
+        options.update(_image_normalisation(path))
     if kind == "tokens":
         pad = getattr(tokenizer, "pad_token_id", None) if tokenizer is not None else None
         if pad is None:
@@ -120,6 +124,22 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
     wrapper = ModelWrapper(model, kind, **options)
     wrapper.tokenizer = tokenizer
     return wrapper
+
+
+def _image_normalisation(path: Union[str, os.PathLike]) -> dict:
+    """``mean``/``std`` from the image processor saved beside the model (``preprocessor_config.json``)."""
+    import json
+    file = os.path.join(os.fspath(path), "preprocessor_config.json")
+    if not os.path.isfile(file):
+        return {}
+    try:
+        with open(file, encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError) as error:
+        raise ModelLoadError(f"cannot read {file!r}: {error}") from error
+    if not cfg.get("do_normalize", True) or cfg.get("image_mean") is None or cfg.get("image_std") is None:
+        return {}
+    return {"mean": [float(v) for v in cfg["image_mean"]], "std": [float(v) for v in cfg["image_std"]]}
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], *, max_length: int = 128) -> torch.Tensor:

@@ -207,3 +207,22 @@ def test_token_corruptions_keep_special_tokens_and_write_the_tokenizers_unknown_
         assert bool((out[:, 0] == cls).all()), name
         assert torch.equal((out == sep).sum(1), (ids == sep).sum(1)), name
         assert torch.equal((out == m.pad_id).sum(1) >= (ids == m.pad_id).sum(1), torch.ones(len(ids), dtype=torch.bool))
+
+
+def test_hf_image_classifier_takes_class_names_and_normalisation_from_its_directory(tmp_path):
+    import json
+    cfg = transformers.ViTConfig(image_size=16, patch_size=8, num_channels=3, hidden_size=16, num_hidden_layers=1,
+                                 num_attention_heads=2, intermediate_size=32, initializer_range=0.4,
+                                 id2label={0: "cat", 1: "dog", 2: "fox"}, label2id={"cat": 0, "dog": 1, "fox": 2})
+    torch.manual_seed(0)
+    transformers.ViTForImageClassification(cfg).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps(
+        {"do_normalize": True, "image_mean": [0.5, 0.4, 0.3], "image_std": [0.2, 0.25, 0.3]}))
+    m = explain.load_hf(tmp_path, device="cpu")
+    assert m.input_kind == "image" and m.class_names == ["cat", "dog", "fox"]
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    mean, std = torch.tensor([0.5, 0.4, 0.3])[:, None, None], torch.tensor([0.2, 0.25, 0.3])[:, None, None]
+    with torch.no_grad():
+        expected = m.model(pixel_values=(x - mean) / std).logits
+    torch.testing.assert_close(m.logits(x), expected, atol=1e-5, rtol=1e-5)
+    assert explain.occlusion(m, x, window=8, stride=8).values.shape == (2, 16, 16)
