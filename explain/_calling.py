@@ -44,7 +44,8 @@ class CallSpec:
 
 def call_spec(model: nn.Module, input_kind: str) -> CallSpec:
     """Read ``model``'s forward signature (or ``input_names``) into a :class:`CallSpec`."""
-    hf = hasattr(model, "config") and hasattr(getattr(model, "config"), "pad_token_id")
+    config = getattr(model, "config", None)
+    hf = config is not None and (type(model).__module__.startswith("transformers.") or hasattr(config, "pad_token_id"))
     names = getattr(model, "input_names", None)
     if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
         # A black-box graph: inputs by name; the first one is the main input.

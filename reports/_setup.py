@@ -7,6 +7,8 @@ layer expects.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
@@ -49,7 +51,9 @@ def wrapper_and_data(s: dict):
 
     spec = str(s["model"])
     kind = s.get("kind")
-    data_kind = infer_kind(s["data"]) if Path(s["data"]).exists() else None
+    cwd = os.getcwd()
+    if cwd not in sys.path:  # 'mymodels:build' imports mymodels.py from here, as uvicorn and flask do
+        sys.path.insert(0, cwd)
     device = s.get("device") or "auto"
     names = class_names_arg(s["class_names"]) if isinstance(s.get("class_names"), str) else s.get("class_names")
     if spec.startswith("hf:"):
@@ -61,7 +65,7 @@ def wrapper_and_data(s: dict):
             raise InputShapeError(f"--kind {kind} but the Hugging Face model in {spec[3:]} takes {wrapper.input_kind}")
         kind = wrapper.input_kind
     else:
-        kind = kind or data_kind
+        kind = kind or (infer_kind(s["data"]) if Path(s["data"]).exists() else None)
         if not kind:
             raise InputShapeError(f"cannot tell the input kind from {s['data']!r}; pass --kind image, tokens or series")
         net = model_arg(spec, s.get("weights"), bool(s.get("trust_model")))

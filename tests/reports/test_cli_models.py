@@ -3,6 +3,7 @@ that must run, multi-channel series CSV, Hugging Face directories with texts, ON
 
 from __future__ import annotations
 
+import sys
 import textwrap
 
 import pytest
@@ -24,6 +25,14 @@ MODELS_PY = textwrap.dedent('''
     def build6():
         return build(6)
 ''')
+
+
+@pytest.fixture(autouse=True)
+def _restore_import_state(monkeypatch):
+    """The CLI puts the working directory on sys.path; undo that and forget mymodels after each test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    sys.modules.pop("mymodels", None)
 
 
 def run(capsys, *argv):
