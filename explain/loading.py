@@ -170,10 +170,25 @@ def _load_exported(path: str) -> nn.Module:
         log.warning("cannot unflatten %s (%s); layer-based methods will not run on it", path, error)
         return program.module()
     record_layer_types(program, module)
+    _warn_fixed_batch(program, path)
     for sub in module.modules():  # run the generated Python code rather than the (much slower) FX interpreter
         if hasattr(sub, "_run_with_interpreter"):
             sub._run_with_interpreter = False
     return module
+
+
+def _warn_fixed_batch(program: Any, path: str) -> None:
+    """Warn when the program's first input has a fixed batch size: other batch sizes will not run."""
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in getattr(program.graph_signature, "user_inputs", []):
+            continue
+        val = node.meta.get("val")
+        shape = getattr(val, "shape", None)
+        if shape is not None and len(shape) > 0 and isinstance(shape[0], int):
+            log.warning("%s was exported with a fixed batch size of %d; xaiscope runs other batch sizes, which this "
+                        "program refuses. Export with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}",
+                        path, shape[0])
+        return
 
 
 def _is_torchscript(path: str) -> bool:
