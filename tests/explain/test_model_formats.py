@@ -202,3 +202,19 @@ def test_onnx_errors_name_the_file_and_the_alternatives(tmp_path):
         explain.load_model(bad, onnx_backend="onnxruntime")
     with pytest.raises(explain.errors.ModelLoadError, match="backend"):
         explain.load_model(bad, onnx_backend="tensorrt")
+
+
+def test_torchscript_token_model_runs_perturbations_and_explains_why_gradients_cannot(tmp_path):
+    from explain.zoo import BiLSTMClassifier
+    torch.manual_seed(0)
+    net = BiLSTMClassifier(30, 2, embed_dim=8, hidden=8).eval()
+    ids = torch.tensor([[3, 4, 5, 0], [6, 7, 8, 9]])
+    scripted = torch.jit.trace(net, (ids,))
+    before = snapshot(scripted)
+    ref = explain.ModelWrapper(net, "tokens", device="cpu")
+    m = explain.ModelWrapper(scripted, "tokens", device="cpu")
+    torch.testing.assert_close(m.logits(ids), ref.logits(ids), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(explain.occlusion(m, ids).values, explain.occlusion(ref, ids).values, atol=1e-5, rtol=0)
+    with pytest.raises(UnsupportedModelError, match="embedding layer, but a TorchScript module cannot be hooked"):
+        explain.integrated_gradients(m, ids, steps=4)
+    assert_unchanged(scripted, before)
