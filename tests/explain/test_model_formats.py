@@ -218,3 +218,32 @@ def test_torchscript_token_model_runs_perturbations_and_explains_why_gradients_c
     with pytest.raises(UnsupportedModelError, match="embedding layer, but a TorchScript module cannot be hooked"):
         explain.integrated_gradients(m, ids, steps=4)
     assert_unchanged(scripted, before)
+
+
+def test_hugging_face_model_exported_to_onnx_matches_the_original(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    pytest.importorskip("transformers")
+    from tests.explain.test_hf_models import TEXTS, _build
+
+    hf = explain.load_hf(_build("bert", tmp_path / "bert"), device="cpu")
+    ids = explain.encode_texts(hf.tokenizer, TEXTS)
+
+    class Logits(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    axes = {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "logits": {0: "b"}}
+    torch.onnx.export(Logits(hf.model).eval(), (ids, (ids != hf.pad_id).long()), str(tmp_path / "b.onnx"),
+                      input_names=["input_ids", "attention_mask"], output_names=["logits"], dynamic_axes=axes,
+                      dynamo=False)
+    m = explain.ModelWrapper(explain.load_model(tmp_path / "b.onnx", onnx_backend="onnxruntime"), "tokens",
+                             device="cpu", pad_id=hf.pad_id, mask_arg="attention_mask", special_ids=hf.special_ids)
+    torch.testing.assert_close(m.logits(ids), hf.logits(ids), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(explain.occlusion(m, ids).values, explain.occlusion(hf, ids).values, atol=1e-4, rtol=0)
+    with pytest.raises(UnsupportedModelError, match="black box"):
+        explain.integrated_gradients(m, ids, steps=4)
