@@ -10,6 +10,7 @@ Example:
 from . import errors
 from .attribution import Attribution
 from .data import collect, iter_batches
+from .hf import encode_texts, load_hf
 from .loading import load_model
 from .methods.gradcam import gradcam
 from .methods.integrated_gradients import integrated_gradients
@@ -34,6 +35,8 @@ __all__ = [
     "saliency",
     "smoothgrad",
     "load_model",
+    "load_hf",
+    "encode_texts",
     "iter_batches",
     "collect",
     "errors",

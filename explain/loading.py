@@ -1,4 +1,5 @@
-"""Loading models from files: a state dict plus a factory, TorchScript, or a ``torch.export`` program.
+"""Loading models from files: a state dict plus a factory, TorchScript, a ``torch.export`` program,
+an ONNX file, or a Hugging Face ``save_pretrained`` directory (``"hf:path"``).
 
 ``torch.load`` always runs with ``weights_only=True``; un-pickling arbitrary code (a whole pickled
 ``nn.Module``) happens only with ``trust_code=True``. Checkpoints saved on a GPU load on a CPU, and
@@ -11,7 +12,9 @@ Example:
 from __future__ import annotations
 
 import importlib
+import logging
 import os
+import sys
 import zipfile
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -23,16 +26,30 @@ from .errors import ModelLoadError
 
 __all__ = ["load_model", "load_factory", "clean_state_dict"]
 
+log = logging.getLogger(__name__)
+
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
-    """Import ``"package.module:function"`` and return the function."""
+    """Import ``"package.module:function"`` and return the function.
+
+    The current working directory is searched first, as ``python -m`` and uvicorn do, so
+    ``mymodels:build`` works from the folder holding ``mymodels.py``.
+    """
     if ":" not in spec:
         raise ModelLoadError(f"factory {spec!r}: expected 'package.module:function'")
     mod_name, _, attr = spec.partition(":")
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(mod_name)
     except ImportError as error:
-        raise ModelLoadError(f"factory {spec!r}: cannot import module {mod_name!r} ({error})") from error
+        raise ModelLoadError(f"factory {spec!r}: cannot import module {mod_name!r} ({error}; searched the "
+                             f"working directory {cwd} and the installed packages)") from error
+    finally:
+        if added:
+            sys.path.remove(cwd)
     fn = module
     for part in attr.split("."):
         if not hasattr(fn, part):
@@ -60,30 +77,58 @@ def load_model(
     *,
     trust_code: bool = False,
     factory_kwargs: Optional[dict] = None,
+    onnx_backend: str = "auto",
 ) -> nn.Module:
     """Load a model from ``path`` onto the CPU (wrap it with ``ModelWrapper`` to pick a device).
 
+    What each format supports:
+
+    * state dict + factory, a pickled module: everything;
+    * ``.pt2`` (``torch.export``): everything. The program is unflattened so its layers take hooks;
+      its train/eval mode was fixed when it was exported (export in eval mode), and its batch
+      dimension must have been exported as dynamic (``dynamic_shapes``) for batches of other sizes;
+    * TorchScript: every method that needs no layer hook; Grad-CAM, token-embedding gradients and
+      feature-based OOD detectors raise :class:`~explain.errors.UnsupportedModelError`;
+    * ``.onnx``: converted with onnx2torch when it imports (then everything works), else run by
+      onnxruntime as a black box: occlusion, LIME, KernelSHAP, corruptions, accuracy and
+      output-based OOD detectors work, the rest raise ``UnsupportedModelError``;
+    * ``"hf:dir"``: a Hugging Face classifier saved with ``save_pretrained`` (see :func:`explain.load_hf`,
+      which also reads the class names and the tokenizer).
+
     Args:
-        path: a state dict (with ``factory``), a TorchScript file, a ``torch.export`` ``.pt2``
-            program, or (only with ``trust_code=True``) a whole pickled module.
+        path: a state dict (with ``factory``), a TorchScript file, a ``.pt2`` program, an ``.onnx``
+            file, ``"hf:<directory>"``, or (only with ``trust_code=True``) a whole pickled module.
         factory: ``"package.module:function"`` or a callable building the empty model.
         trust_code: allow un-pickling arbitrary Python objects. Only for files you trust.
         factory_kwargs: keyword arguments for the factory.
+        onnx_backend: ``"auto"``, ``"onnx2torch"`` or ``"onnxruntime"`` (ONNX files only).
+
+    Returns:
+        nn.Module: the model on the CPU.
 
     Raises:
         ModelLoadError: missing or corrupt file, keys that do not match the factory's model, or a
             file that needs ``trust_code=True``.
+        OptionalDependencyError: an ONNX or Hugging Face file without onnxruntime/transformers.
+
+    Example:
+        >>> net = explain.load_model("model.onnx")        # doctest: +SKIP
     """
     path = os.fspath(path)
+    if path.startswith("hf:"):
+        from .hf import load_hf_model
+        return load_hf_model(path[3:])
+    if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelLoadError(f"{path!r} is a directory; for a Hugging Face model saved there write 'hf:{path}'")
     if not os.path.isfile(path):
         raise ModelLoadError(f"model file {path!r} does not exist")
     if os.path.getsize(path) == 0:
         raise ModelLoadError(f"model file {path!r} is empty")
     if path.endswith(".pt2"):
-        try:
-            return torch.export.load(path).module()
-        except Exception as error:  # noqa: BLE001 - any failure of a corrupt file becomes one message
-            raise ModelLoadError(f"cannot load torch.export program {path!r}: {error}") from error
+        return _load_exported(path)
+    if path.endswith(".onnx"):
+        from ._onnx import load_onnx
+        return load_onnx(path, onnx_backend)
     if _is_torchscript(path):
         try:
             return torch.jit.load(path, map_location="cpu")
@@ -110,6 +155,40 @@ def load_model(
         raise ModelLoadError(f"weights in {path!r} do not fit the factory's model: {str(error).splitlines()[0]} "
                              f"{' '.join(str(error).split())[:400]}") from error
     return model
+
+
+def _load_exported(path: str) -> nn.Module:
+    """A ``torch.export`` program, unflattened so its layers are sub-modules that take hooks."""
+    from ._formats import record_layer_types
+    try:
+        program = torch.export.load(path)
+    except Exception as error:  # noqa: BLE001 - any failure of a corrupt file becomes one message
+        raise ModelLoadError(f"cannot load torch.export program {path!r}: {str(error).splitlines()[0]}") from error
+    try:
+        module = torch.export.unflatten(program)
+    except Exception as error:  # noqa: BLE001 - fall back to the flat module; hooks will be refused clearly
+        log.warning("cannot unflatten %s (%s); layer-based methods will not run on it", path, error)
+        return program.module()
+    record_layer_types(program, module)
+    _warn_fixed_batch(program, path)
+    for sub in module.modules():  # run the generated Python code rather than the (much slower) FX interpreter
+        if hasattr(sub, "_run_with_interpreter"):
+            sub._run_with_interpreter = False
+    return module
+
+
+def _warn_fixed_batch(program: Any, path: str) -> None:
+    """Warn when the program's first input has a fixed batch size: other batch sizes will not run."""
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in getattr(program.graph_signature, "user_inputs", []):
+            continue
+        val = node.meta.get("val")
+        shape = getattr(val, "shape", None)
+        if shape is not None and len(shape) > 0 and isinstance(shape[0], int):
+            log.warning("%s was exported with a fixed batch size of %d; xaiscope runs other batch sizes, which this "
+                        "program refuses. Export with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}",
+                        path, shape[0])
+        return
 
 
 def _is_torchscript(path: str) -> bool:

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 
 from ._batching import run_in_chunks
+from ._calling import call_spec
+from ._formats import exported_auto_layer, unhookable_reason
 from ._hooks import Capture, LayerAccess
 from ._inputs import validate_inputs, validate_labels
 from ._outputs import select_logits
@@ -64,8 +66,17 @@ class ModelWrapper(LayerAccess):
             (CAM layer; the token embedding; the classifier head whose *input* is the penultimate
             feature vector).
         batch_size: the largest batch per forward pass (halved automatically on CUDA OOM).
-        pad_id: the padding/baseline token id (token models).
-        mask_arg: if set, token models receive ``mask_arg=(ids != pad_id)`` as a keyword argument.
+        pad_id: the padding/baseline token id (token models). Default: ``model.config.pad_token_id``
+            for Hugging Face models, else 0.
+        mask_arg: the keyword under which token models receive the attention mask ``ids != pad_id``.
+            ``"auto"`` (default): ``"attention_mask"`` for Hugging Face models (a ``config`` with a
+            ``pad_token_id`` and a ``forward`` taking ``attention_mask``), else no mask. ``None``
+            never passes a mask. Models whose inputs are keyword-only get the ids by name too.
+        special_ids: token ids that perturbation methods and attacks never replace (``[CLS]``,
+            ``[SEP]``, ``<s>``...: changing them is meaningless). :func:`explain.load_hf` fills them
+            from the tokenizer. Padding is never perturbed either.
+        unk_id: the unknown-token id the ``token_mask`` corruption writes (default 1; the
+            tokenizer's for :func:`explain.load_hf`).
         valid_range: ``(lo, hi)`` of valid natural-unit values; images default to ``(0, 1)``.
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
             recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
@@ -88,8 +99,10 @@ class ModelWrapper(LayerAccess):
         embedding_layer: Optional[str] = None,
         feature_layer: Optional[str] = None,
         batch_size: int = 256,
-        pad_id: int = 0,
-        mask_arg: Optional[str] = None,
+        pad_id: Optional[int] = None,
+        mask_arg: Optional[str] = "auto",
+        special_ids: Optional[Sequence[int]] = None,
+        unk_id: Optional[int] = None,
         valid_range: Optional[Tuple[float, float]] = None,
         rnn_backward_fix: Union[str, bool] = "auto",
     ) -> None:
@@ -109,8 +122,11 @@ class ModelWrapper(LayerAccess):
         self.precision = precision
         self.channels_last = bool(channels_last)
         self.output = output
-        self.pad_id = int(pad_id)
-        self.mask_arg = mask_arg
+        self.call = call_spec(model, input_kind)
+        self.pad_id = self._pick_pad_id(pad_id)
+        self.mask_arg = self._pick_mask_arg(mask_arg)
+        self.special_ids = sorted({int(i) for i in special_ids or ()} - {self.pad_id})
+        self.unk_id = 1 if unk_id is None else int(unk_id)
         self.batch_size = int(batch_size)
         self.rnn_backward_fix = rnn_backward_fix
         self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)
@@ -133,6 +149,48 @@ class ModelWrapper(LayerAccess):
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise UnsupportedModelError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         return dev
+
+    def _pick_pad_id(self, pad_id: Optional[int]) -> int:
+        if pad_id is not None:
+            return int(pad_id)
+        config_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None) if self.call.hf else None
+        return int(config_pad) if config_pad is not None else 0
+
+    def _pick_mask_arg(self, mask_arg: Optional[str]) -> Optional[str]:
+        if mask_arg is None or mask_arg in ("", "none", "None", False):
+            return None
+        if self.input_kind != "tokens":
+            if mask_arg == "auto":
+                return None
+            raise InputShapeError(f"mask_arg={mask_arg!r} is for token models; this wrapper's input_kind is "
+                                  f"{self.input_kind!r}")
+        if mask_arg == "auto":
+            return "attention_mask" if self.call.hf and "attention_mask" in self.call.params else None
+        if not self.call.accepts(mask_arg):
+            raise UnsupportedModelError(
+                f"mask_arg={mask_arg!r}: {type(self.model).__name__}.forward has no parameter of that name; it "
+                f"accepts {', '.join(self.call.params) or 'one positional input'} — pass one of these, or mask_arg=None")
+        return str(mask_arg)
+
+    def special_mask(self, ids: torch.Tensor) -> torch.Tensor:
+        """``True`` where a token id must keep its value under perturbations: padding and special tokens.
+
+        Shape:
+            ``ids``: ``N×T`` → ``N×T`` bool, on ``ids``' device.
+        """
+        keep = ids == self.pad_id
+        for i in self.special_ids:
+            keep |= ids == i
+        return keep
+
+    def baseline_ids(self, ids: torch.Tensor, fill: Optional[int] = None) -> torch.Tensor:
+        """``ids`` with every token replaced by ``fill`` (default ``pad_id``) except padding and special tokens.
+
+        Shape:
+            ``ids``: ``N×T`` → ``N×T``.
+        """
+        fill = self.pad_id if fill is None else int(fill)
+        return torch.where(self.special_mask(ids), ids, torch.full_like(ids, fill))
 
     def _stat(self, values: Optional[Sequence[float]], what: str) -> Optional[torch.Tensor]:
         if values is None:
@@ -170,6 +228,17 @@ class ModelWrapper(LayerAccess):
     def __repr__(self) -> str:
         return (f"ModelWrapper({type(self.model).__name__}, input_kind={self.input_kind!r}, "
                 f"device={str(self.device)!r}, precision={self.precision!r}, classes={self.num_classes})")
+
+    # ------------------------------------------------------------------ layers
+    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
+        why = unhookable_reason(self.model)
+        if why is not None:
+            raise UnsupportedModelError(f"this method needs the model's {role} layer, but {why}")
+        if not (name or self._names[role]):
+            found = exported_auto_layer(self.model, role, self.input_kind)
+            if found is not None:
+                return found
+        return super()._layer(role, name)
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, x: Any, *, name: str = "inputs") -> torch.Tensor:
@@ -245,14 +314,12 @@ class ModelWrapper(LayerAccess):
         if self.input_kind == "image" and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         model_in = self.normalize(x) if self.input_kind != "tokens" else x
-        kwargs = {}
-        if self.input_kind == "tokens" and self.mask_arg:
-            kwargs[self.mask_arg] = (x != self.pad_id)
+        args, kwargs = self._model_arguments(x, model_in)
         if self.amp_dtype is not None:
             with torch.autocast(device_type=self.device.type, dtype=self.amp_dtype):
-                out = self._call_model((model_in,), kwargs)
+                out = self._call_model(args, kwargs)
         else:
-            out = self._call_model((model_in,), kwargs)
+            out = self._call_model(args, kwargs)
         logits = self._select(out)
         n = x.shape[0]
         if logits.dim() != 2 or logits.shape[0] != n:
@@ -279,6 +346,22 @@ class ModelWrapper(LayerAccess):
             if not is_model_input_error(error):
                 raise
             raise ModelCallError(call_failure_message(self.model, args, kwargs, error)) from error
+
+    def _model_arguments(self, x: torch.Tensor, model_in: torch.Tensor) -> Tuple[tuple, dict]:
+        """The positional and keyword arguments of one model call.
+
+        ``model_in`` is the batch as the model sees it (normalised); ``x`` the natural-unit batch (token
+        ids drive the attention mask). Keyword-only models get their main input by name.
+        """
+        kwargs: dict = {}
+        if self.call.main is None:
+            args: tuple = (model_in,)
+        else:
+            args, kwargs[self.call.main] = (), model_in
+        if self.input_kind == "tokens" and self.mask_arg:
+            mask = x != self.pad_id
+            kwargs[self.mask_arg] = mask.long() if self.call.hf else mask
+        return args, kwargs
 
     def batched(
         self,
@@ -363,7 +446,7 @@ class ModelWrapper(LayerAccess):
         self._session_depth += 1
         try:
             if outer:
-                self.model.eval()
+                _eval_mode(self.model)
                 for p, _ in flags:
                     p.requires_grad_(False)
             if grad and self._want_rnn_fix():
@@ -433,6 +516,16 @@ class ModelWrapper(LayerAccess):
             "leaf_layers": len(layers),
             "layers": layers[:200],
         }
+
+
+def _eval_mode(model: nn.Module) -> None:
+    """``model.eval()``; programs from ``torch.export`` refuse it (their mode was fixed at export), so
+    there only the ``training`` flags are cleared."""
+    try:
+        model.eval()
+    except NotImplementedError:
+        for m in model.modules():
+            m.training = False
 
 
 def check_wrapper(model: Any) -> ModelWrapper:

@@ -84,13 +84,29 @@ def load_tensor_file(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     raise InputShapeError(f"{path}: expected a tensor, an (x, y) pair or a dict with 'x' and 'y'")
 
 
+SERIES_CSV_HELP = (
+    "series CSV: either one series per row (a 'label' column, if any, and one column per time step; one "
+    "channel), or several channels in long format: a 'sample_id' column, an optional 't' column (the "
+    "step; else rows keep their order), an optional 'label' column, and one numeric column per channel")
+
+
 def load_series_csv(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """One series per row; a ``label`` column (if present) holds the class, the rest are time steps."""
+    """Series from a CSV file → ``N×T×C`` and labels (``None`` when there is no ``label`` column).
+
+    Two layouts (see :data:`SERIES_CSV_HELP`): one series per row (one channel), or long format with a
+    ``sample_id`` column, an optional ``t`` column, an optional ``label`` column and one column per
+    channel — ``sample_id,t,ch0,ch1,label`` with one line per sample and step.
+    """
     with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.reader(fh))
+        rows = [r for r in csv.reader(fh) if any(v.strip() for v in r)]
     if len(rows) < 2:
         raise EmptyDataError(f"{path}: expected a header line and at least one series")
-    header, body = rows[0], rows[1:]
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    for n, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise InputShapeError(f"{path}, line {n}: {len(row)} values for {len(header)} columns")
+    if "sample_id" in header:
+        return _long_series(path, header, body)
     label_col = header.index("label") if "label" in header else None
     xs, ys = [], []
     for n, row in enumerate(body, start=2):
@@ -101,13 +117,111 @@ def load_series_csv(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         except ValueError as error:
             raise InputShapeError(f"{path}, line {n}: not a number ({error})") from error
         xs.append(values)
-    if len({len(v) for v in xs}) != 1:
-        raise InputShapeError(f"{path}: rows have different lengths; every series needs the same number of steps")
     return torch.tensor(xs).unsqueeze(-1), (torch.tensor(ys) if ys else None)
 
 
+def _long_series(path: Path, header: List[str], body: List[List[str]]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    sid, t_col = header.index("sample_id"), (header.index("t") if "t" in header else None)
+    label_col = header.index("label") if "label" in header else None
+    channels = [i for i, h in enumerate(header) if i not in (sid, t_col, label_col)]
+    if not channels:
+        raise InputShapeError(f"{path}: no channel columns besides sample_id/t/label; {SERIES_CSV_HELP}")
+    samples: dict = {}
+    for n, row in enumerate(body, start=2):
+        try:
+            step = float(row[t_col]) if t_col is not None else None
+            values = [float(row[i]) for i in channels]
+            label = int(float(row[label_col])) if label_col is not None else None
+        except ValueError as error:
+            raise InputShapeError(f"{path}, line {n}: not a number ({error})") from error
+        entry = samples.setdefault(row[sid], {"steps": [], "label": label, "line": n})
+        if label != entry["label"]:
+            raise InputShapeError(f"{path}, line {n}: sample {row[sid]!r} has label {label} here but "
+                                  f"{entry['label']} on line {entry['line']}; one label per sample")
+        entry["steps"].append((step if step is not None else len(entry["steps"]), values))
+    xs, ys = [], []
+    for name, entry in samples.items():
+        steps = sorted(entry["steps"], key=lambda s: s[0])
+        if len({s[0] for s in steps}) != len(steps):
+            raise InputShapeError(f"{path}: sample {name!r} repeats a value of t")
+        xs.append([v for _, v in steps])
+        ys.append(entry["label"])
+    lengths = sorted({len(v) for v in xs})
+    if len(lengths) != 1:
+        raise InputShapeError(f"{path}: samples have different lengths ({lengths[0]}..{lengths[-1]} steps); every "
+                              "series needs the same number of steps")
+    return torch.tensor(xs, dtype=torch.float32), (torch.tensor(ys) if label_col is not None else None)
+
+
+def load_texts(path: Path) -> Tuple[List[str], Optional[List[str]]]:
+    """Texts from a ``.txt`` file (one per line) or a ``.csv`` file with a ``text`` column (and ``label``)."""
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or "text" not in reader.fieldnames:
+                raise InputShapeError(f"{path}: a text CSV needs a 'text' column (and optionally 'label'); "
+                                      f"found {reader.fieldnames}")
+            rows = list(reader)
+        texts = [r["text"] for r in rows]
+        labels = [r["label"].strip() for r in rows] if "label" in (reader.fieldnames or []) else None
+    else:
+        with open(path, encoding="utf-8") as fh:
+            texts, labels = [line.rstrip("\n") for line in fh if line.strip()], None
+    if not texts:
+        raise EmptyDataError(f"{path}: no texts")
+    return texts, labels
+
+
+def text_labels(labels: Optional[List[str]], class_names: List[str], path: str) -> Optional[torch.Tensor]:
+    """Labels given as class indices or class names → ``LongTensor``."""
+    if labels is None:
+        return None
+    index = {name: i for i, name in enumerate(class_names)}
+    out = []
+    for n, value in enumerate(labels, start=2):
+        if value in index:
+            out.append(index[value])
+        elif value.lstrip("-").isdigit() and 0 <= int(value) < len(class_names):
+            out.append(int(value))
+        else:
+            raise InputShapeError(f"{path}, line {n}: label {value!r} is neither a class name "
+                                  f"({', '.join(class_names)}) nor an index below {len(class_names)}")
+    return torch.tensor(out)
+
+
+def _is_text_csv(path: Path) -> bool:
+    with open(path, newline="", encoding="utf-8") as fh:
+        header = next(csv.reader(fh), [])
+    return "text" in [h.strip() for h in header]
+
+
+def infer_kind(path_str: str) -> Optional[str]:
+    """The input kind a data path implies, or ``None`` when the data does not say.
+
+    Image folders → ``image``; ``.txt`` files and CSV files with a ``text`` column → ``tokens``; other
+    CSV files → ``series``; tensor files by dtype and rank (integers ``N×T`` → tokens, floats
+    ``N×C×H×W`` → image, floats ``N×T×C`` → series).
+    """
+    path = Path(path_str)
+    if path.is_dir():
+        return "image"
+    if path.suffix == ".txt":
+        return "tokens"
+    if path.suffix == ".csv":
+        return "tokens" if _is_text_csv(path) else "series"
+    if path.suffix in (".pt", ".pth", ".npz") and path.is_file():
+        x, _ = load_tensor_file(path)
+        if not x.dtype.is_floating_point and x.dim() == 2:
+            return "tokens"
+        if x.dtype.is_floating_point and x.dim() == 4:
+            return "image"
+        if x.dtype.is_floating_point and x.dim() == 3:
+            return "series"
+    return None
+
+
 def load_data(path_str: str, kind: str, channels: int = 3, size: Optional[int] = None):
-    """Inputs, labels and (image folders) class names from a path."""
+    """Inputs, labels and (image folders) class names from a path (text files: see :func:`load_texts`)."""
     path = Path(path_str)
     if not path.exists():
         raise InputShapeError(f"data path {path_str!r} does not exist")
@@ -116,6 +230,9 @@ def load_data(path_str: str, kind: str, channels: int = 3, size: Optional[int] =
             raise InputShapeError(f"{path_str} is a folder; folders are read as images in class sub-folders, "
                                   f"but --kind is {kind!r}; give a .pt/.npz (or .csv for series) file")
         return load_image_folder(path, channels=channels, size=size)
+    if path.suffix == ".txt" or (path.suffix == ".csv" and _is_text_csv(path)):
+        raise InputShapeError(f"{path_str} holds texts; texts need the tokenizer saved beside a Hugging Face "
+                              "model (--model hf:DIR), or give token ids in a .pt/.npz file")
     if path.suffix == ".csv":
         x, y = load_series_csv(path)
         return x, y, None
@@ -126,7 +243,7 @@ def load_data(path_str: str, kind: str, channels: int = 3, size: Optional[int] =
         elif x.dtype.is_floating_point is False:
             x = x.float()
         return x, y, None
-    raise InputShapeError(f"{path_str}: unsupported data file; use an image folder, .pt, .npz or .csv")
+    raise InputShapeError(f"{path_str}: unsupported data file; use an image folder, .pt, .npz, .csv or .txt")
 
 
 def load_vocab(path_str: str) -> List[str]:
@@ -164,8 +281,10 @@ def class_names_arg(value: Optional[str]) -> Optional[List[str]]:
 
 
 def model_arg(spec: str, weights: Optional[str], trust: bool):
-    """A model from ``--model`` (factory spec or a file) and ``--weights``."""
+    """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``."""
     import explain
+    if spec and spec.startswith("hf:"):
+        return explain.load_model(spec)
     if weights:
         return explain.load_model(weights, factory=spec, trust_code=trust)
     if spec and os.path.isfile(spec):
@@ -173,5 +292,5 @@ def model_arg(spec: str, weights: Optional[str], trust: bool):
     if spec and ":" in spec:
         from explain.loading import load_factory
         return load_factory(spec)()
-    raise ModelLoadError(f"--model {spec!r}: give a factory 'package.module:function' with --weights, "
-                         "or a TorchScript/.pt2 file")
+    raise ModelLoadError(f"--model {spec!r}: give a factory 'package.module:function' (with --weights), a "
+                         "TorchScript/.pt2/.onnx file, or hf:DIR (a Hugging Face save_pretrained directory)")

@@ -47,11 +47,21 @@ def _parser() -> argparse.ArgumentParser:
                            ("explain", "run one explainer on a few inputs and write PNGs")):
         r = sub.add_parser(name, help=helptext)
         r.add_argument("--config", help="TOML file with the same keys as these options, plus [checks] etc.")
-        r.add_argument("--model", help="'package.module:factory' (with --weights) or a TorchScript/.pt2 file")
+        r.add_argument("--model", help="'package.module:factory' (with --weights; the working directory is importable), "
+                       "a TorchScript, .pt2 or .onnx file, or hf:DIR (a Hugging Face save_pretrained directory)")
         r.add_argument("--weights", help="state dict file, loaded with weights_only=True")
         r.add_argument("--trust-model", action="store_true", help="allow loading a whole pickled model (runs code)")
-        r.add_argument("--kind", choices=["image", "tokens", "series"], help="input kind")
-        r.add_argument("--data", help="image folder (class sub-folders), .pt/.npz tensors, or .csv series")
+        r.add_argument("--kind", choices=["image", "tokens", "series"],
+                       help="input kind (default: what the model or the data says; an error when it cannot tell)")
+        r.add_argument("--data", help="image folder (class sub-folders), .pt/.npz tensors, .csv series, or texts "
+                       "(.txt one per line, .csv with text[,label] columns; need --model hf:DIR). "
+                       "Series CSV: one series per row (label + one column per step), or for several channels "
+                       "long format 'sample_id,t,<one column per channel>,label' (one line per sample and step)")
+        r.add_argument("--pad-id", type=int, default=None, help="token models: the padding id (default: the "
+                       "tokenizer's for hf: models, else 0); padded positions are masked and never perturbed")
+        r.add_argument("--mask", default=None, help="token models: the forward argument that receives the attention "
+                       "mask (ids != pad id), e.g. attention_mask (default for hf: models), or 'none'")
+        r.add_argument("--max-length", type=int, default=None, help="texts: cut token sequences at this length (128)")
         r.add_argument("--vocab", help="token models: file with one word per line (line i = id i)")
         r.add_argument("--class-names", help="'a,b,c' or a file with one name per line")
         r.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
@@ -93,31 +103,25 @@ def _settings(args: argparse.Namespace) -> dict:
     from ._inputs import load_config
     cfg = load_config(args.config) if getattr(args, "config", None) else {}
     keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
-            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method"]
+            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method",
+            "pad_id", "mask", "max_length"]
     merged = {k.replace("-", "_"): v for k, v in cfg.items()}
     for k in keys:
         v = getattr(args, k, None)
         if v not in (None, False):
             merged[k] = v
-    for needed in ("model", "kind", "data"):
+    for needed in ("model", "data"):
         if not merged.get(needed):
             raise UsageError(f"missing --{needed.replace('_', '-')} (or '{needed}' in the config file)")
     return merged
 
 
 def _wrapper_and_data(s: dict):
-    import explain
-    from ._inputs import class_names_arg, load_data, load_vocab, model_arg
+    from ._setup import check_first_batch, wrapper_and_data
 
-    net = model_arg(s["model"], s.get("weights"), bool(s.get("trust_model")))
-    x, y, folder_classes = load_data(s["data"], s["kind"], channels=int(s.get("channels") or 3),
-                                     size=s.get("image_size"))
-    names = class_names_arg(s["class_names"]) if isinstance(s.get("class_names"), str) else s.get("class_names")
-    names = names or folder_classes
-    wrapper = explain.ModelWrapper(net, s["kind"], class_names=names, mean=_floats(s.get("mean"), "mean"),
-                                   std=_floats(s.get("std"), "std"), device=s.get("device") or "auto",
-                                   precision=s.get("amp"))
-    vocab = load_vocab(s["vocab"]) if s.get("vocab") else None
+    wrapper, x, y, vocab = wrapper_and_data(s)
+    s["kind"] = wrapper.input_kind
+    check_first_batch(wrapper, x)  # before any section: a model that cannot run on the data exits 2
     return wrapper, x, y, vocab
 
 
@@ -166,8 +170,8 @@ def cmd_report(args) -> int:
     wrapper, x, y, vocab = _wrapper_and_data(s)
     ood = None
     if s.get("ood_data"):
-        from ._inputs import load_data
-        ood = load_data(s["ood_data"], s["kind"], channels=int(s.get("channels") or 3), size=s.get("image_size"))[0]
+        from ._setup import more_inputs, same_token_length
+        x, ood = same_token_length(wrapper, x, more_inputs(s, wrapper, s["ood_data"]))
     config = {k: v for k, v in s.items() if isinstance(v, dict)}
     out = s.get("out") or "reports-out/report"
     rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"],

@@ -146,12 +146,14 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
     clean = float((wrapper.predict(x) == y).float().mean())
+    ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
+           if wrapper.input_kind == "tokens" else {})
     acc = {}
     for i, name in enumerate(names):
         row = []
         for s in severities:
             gen = torch.Generator().manual_seed(seed * 1000 + i * 10 + int(s))
-            xc = table[name].apply(x, int(s), gen)
+            xc = table[name].apply(x, int(s), gen, **ids)
             row.append(float((wrapper.predict(xc) == y).float().mean()))
         acc[name] = row
     return CorruptionResult(clean_accuracy=clean, severities=[int(s) for s in severities], accuracy=acc, seed=seed,

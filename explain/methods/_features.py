@@ -110,12 +110,17 @@ def segment_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     return (sums / counts.clamp_min(1)).gather(2, g).reshape(x.shape)
 
 
-def default_baseline(kind: str, x: torch.Tensor, pad_id: int, groups: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """What an 'off' feature becomes: its superpixel's mean colour (images), the pad id (tokens), 0 (series)."""
+def default_baseline(kind: str, x: torch.Tensor, pad_id: int, groups: Optional[torch.Tensor] = None,
+                     keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """What an 'off' feature becomes: its superpixel's mean colour (images), the pad id (tokens), 0 (series).
+
+    Tokens where ``keep`` is true (padding, [CLS]/[SEP]) keep their id when switched off.
+    """
     if kind == "image":
         return segment_means(x, groups) if groups is not None else x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     if kind == "tokens":
-        return torch.full_like(x, pad_id)
+        base = torch.full_like(x, pad_id)
+        return base if keep is None else torch.where(keep.to(x.device), x, base)
     return torch.zeros_like(x)
 
 

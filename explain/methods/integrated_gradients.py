@@ -63,7 +63,7 @@ def integrated_gradients(
         kind = wrapper.input_kind
         td = t.to(wrapper.device)
         if kind == "tokens":
-            base_ids = torch.full_like(xd, wrapper.pad_id if baseline is None else int(baseline))
+            base_ids = wrapper.baseline_ids(xd, wrapper.pad_id if baseline is None else int(baseline))
             start, end = inputs_of(wrapper, base_ids), inputs_of(wrapper, xd)
         else:
             b = torch.as_tensor(0.0 if baseline is None else baseline, dtype=xd.dtype).to(wrapper.device)
@@ -104,7 +104,7 @@ def _captum_ig(wrapper, xd, td, start, steps, method):
     with wrapper.session(grad=True):
         if wrapper.input_kind == "tokens":
             layer = wrapper.embedding_layer()[1]
-            base_ids = torch.full_like(xd, wrapper.pad_id)
+            base_ids = wrapper.baseline_ids(xd)
             lig = LayerIntegratedGradients(lambda ids: wrapper.forward(ids), layer)
             return lig.attribute(xd, baselines=base_ids, target=td, n_steps=steps, method=method).detach().float()
         ig = IntegratedGradients(lambda inp: wrapper.forward(inp))

@@ -144,7 +144,8 @@ def shap(
             return Attribution(values=values, method="shap", target=t, params=params, seconds=timer.seconds)
         groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window)
         if bg is None:
-            bases = feat.default_baseline(kind, xd, wrapper.pad_id, groups)[:, None]
+            bases = feat.default_baseline(kind, xd, wrapper.pad_id, groups,
+                                         keep=wrapper.special_mask(xd) if kind == "tokens" else None)[:, None]
         else:
             bases = bg[None].expand(len(xd), *bg.shape)
         td = t.to(wrapper.device)

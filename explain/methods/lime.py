@@ -132,7 +132,8 @@ def lime(
         groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window)
         nf = groups.reshape(len(groups), -1).amax(1) + 1
         if baseline is None:
-            base = feat.default_baseline(kind, xd, wrapper.pad_id, groups)
+            base = feat.default_baseline(kind, xd, wrapper.pad_id, groups,
+                                         keep=wrapper.special_mask(xd) if kind == "tokens" else None)
         else:
             base = torch.as_tensor(baseline).to(wrapper.device, xd.dtype).expand_as(xd)
         if backend == "xaiscope":

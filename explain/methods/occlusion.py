@@ -78,9 +78,11 @@ def occlusion(
             if base.dim() > 0 and tuple(base.shape) != tuple(xd.shape[1:]):
                 raise InputShapeError(f"baseline: expected a scalar or shape {tuple(xd.shape[1:])}, got {tuple(base.shape)}")
 
+        keep = wrapper.special_mask(xd) if kind == "tokens" else None  # padding and [CLS]/[SEP] stay
+
         def masked(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
             m = masks[cols]
-            m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m)
+            m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m & ~keep[rows])
             return torch.where(m, base, xd[rows])
 
         def run(sl: slice) -> torch.Tensor:

@@ -84,7 +84,7 @@ class GradientAttack:
             if kind == "tokens":
                 with wrapper.session(grad=False):
                     space = wrapper.embed(xs).detach().float()
-                movable = (xs != wrapper.pad_id).unsqueeze(-1).float()
+                movable = (~wrapper.special_mask(xs)).unsqueeze(-1).float()
                 bounds = None
                 to_model = lambda z, ids=xs: wrapper.forward_embedded(ids, z)  # noqa: E731
             else:

@@ -64,6 +64,7 @@ class HotFlip:
             banned_words = torch.zeros(vocab, dtype=torch.bool, device=ids.device)
             banned_words[: self.first_id] = True
             banned_words[wrapper.pad_id] = True
+            banned_words[[i for i in wrapper.special_ids if i < vocab]] = True
             with wrapper.session(grad=True):
                 for _ in range(int(self.max_tokens)):
                     if not bool(active.any()):
@@ -77,7 +78,7 @@ class HotFlip:
                     loss = attack_loss(logits, goals, targeted)
                     g, = torch.autograd.grad(loss.sum(), e)
                     gain = g @ emb.T - (g * e.detach()).sum(-1, keepdim=True)  # N×T×V first-order loss change
-                    blocked = (ids == wrapper.pad_id) | (ids != original)
+                    blocked = wrapper.special_mask(ids) | (ids != original)
                     gain = gain.masked_fill(blocked[:, :, None], -float("inf"))
                     gain = gain.masked_fill(banned_words[None, None, :], -float("inf"))
                     gain.scatter_(2, ids[:, :, None], -float("inf"))

@@ -25,14 +25,19 @@ class Corruption:
     def __repr__(self) -> str:
         return f"Corruption({self.name!r}, kind={self.kind!r})"
 
-    def apply(self, x: torch.Tensor, severity: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Corrupt a batch; severity 0 returns the inputs unchanged."""
+    def apply(self, x: torch.Tensor, severity: int, generator: Optional[torch.Generator] = None,
+              **token_ids) -> torch.Tensor:
+        """Corrupt a batch; severity 0 returns the inputs unchanged.
+
+        Token corruptions also take ``pad_id``, ``unk_id`` and ``keep`` (a mask of ids that must stay:
+        padding and special tokens), normally from the model wrapper.
+        """
         if severity == 0:
             return x.clone()
         if not 1 <= int(severity) <= len(self.levels):
             raise InputValueError(f"severity must be 0..{len(self.levels)}, got {severity}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        return self.fn(x, self.levels[int(severity) - 1], gen)
+        return self.fn(x, self.levels[int(severity) - 1], gen, **token_ids)
 
 
 def noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

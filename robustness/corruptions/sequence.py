@@ -9,33 +9,36 @@ from ._base import Corruption, noise_like, uniform_like
 PAD_ID, UNK_ID = 0, 1
 
 
-def _real(x: torch.Tensor) -> torch.Tensor:
-    return x != PAD_ID
+def _real(x: torch.Tensor, pad_id: int = PAD_ID, keep=None) -> torch.Tensor:
+    """Word positions: not padding, and not a special token ([CLS], [SEP]) when ``keep`` marks them."""
+    return (x != pad_id) if keep is None else ~keep.to(x.device)
 
 
-def token_drop(x, rate, gen):
-    """Delete tokens (the rest shift left; padding fills the end)."""
-    keep = (uniform_like(x.float(), gen) >= rate) | ~_real(x)
-    out = torch.full_like(x, PAD_ID)
+def token_drop(x, rate, gen, pad_id=PAD_ID, unk_id=UNK_ID, keep=None):
+    """Delete tokens (the rest shift left; padding fills the end). Special tokens stay."""
+    real = _real(x, pad_id, keep)
+    survive = ((uniform_like(x.float(), gen) >= rate) | ~real) & (x != pad_id)
+    out = torch.full_like(x, pad_id)
     for i in range(len(x)):
-        kept = x[i][keep[i] & _real(x[i])]
+        kept = x[i][survive[i]]
         out[i, :len(kept)] = kept
     return out
 
 
-def token_swap(x, rate, gen):
-    """Swap neighbouring real tokens."""
+def token_swap(x, rate, gen, pad_id=PAD_ID, unk_id=UNK_ID, keep=None):
+    """Swap neighbouring real tokens (never padding or special tokens)."""
     out = x.clone()
-    pick = (uniform_like(x[:, :-1].float(), gen) < rate) & _real(x[:, :-1]) & _real(x[:, 1:])
+    real = _real(x, pad_id, keep)
+    pick = (uniform_like(x[:, :-1].float(), gen) < rate) & real[:, :-1] & real[:, 1:]
     for i, t in pick.nonzero().tolist():
         out[i, t], out[i, t + 1] = out[i, t + 1].clone(), out[i, t].clone()
     return out
 
 
-def token_mask(x, rate, gen):
-    """Replace tokens by the unknown id (1)."""
-    hit = (uniform_like(x.float(), gen) < rate) & _real(x)
-    return torch.where(hit, torch.full_like(x, UNK_ID), x)
+def token_mask(x, rate, gen, pad_id=PAD_ID, unk_id=UNK_ID, keep=None):
+    """Replace tokens by the unknown id (the wrapper's ``unk_id``; 1 by default)."""
+    hit = (uniform_like(x.float(), gen) < rate) & _real(x, pad_id, keep)
+    return torch.where(hit, torch.full_like(x, unk_id), x)
 
 
 def series_noise(x, sigma, gen):
