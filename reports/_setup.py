@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 import torch
 
-from explain.errors import InputShapeError, ToolkitError
+from explain.errors import InputShapeError, ModelCallError, ToolkitError
 
 from ._inputs import (class_names_arg, infer_kind, load_data, load_texts, load_vocab, model_arg,
                       text_labels)
@@ -120,26 +120,18 @@ def same_token_length(wrapper, x: torch.Tensor, other: torch.Tensor):
     return pad(x), pad(other)
 
 
-def expected_input(model: torch.nn.Module) -> str:
-    """What the model's first layer takes, e.g. ``"Conv1d 'conv1' expects 6 channels"`` ('' if unknown)."""
-    for name, module in model.named_modules():
-        for attr, what in (("in_channels", "channels"), ("in_features", "features"),
-                           ("num_embeddings", "token ids below"), ("input_size", "features per step")):
-            value = getattr(module, attr, None)
-            if isinstance(value, int) and name:
-                return f"its first layer {name!r} ({type(module).__name__}) expects {value} {what}"
-    return ""
-
-
 def check_first_batch(wrapper, x: torch.Tensor) -> None:
     """Run the model on the first two inputs; raise :class:`DataMismatch` (one line) if it cannot."""
     batch = x[:2]
     try:
         wrapper.logits(batch)
-    except Exception as error:  # noqa: BLE001 - whatever the model raises becomes one line for the user
+    except ModelCallError as error:  # already names the input, the model's error and its first layer
+        raise DataMismatch(f"the model cannot run on the data: {error}") from error
+    except ToolkitError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever else the model raises becomes one line for the user
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        expects = expected_input(wrapper.model)
         raise DataMismatch(
             f"the model cannot run on the data: inputs of shape {tuple(batch.shape)} ({wrapper.input_kind}, "
-            f"{str(batch.dtype).replace('torch.', '')})" + (f"; {expects}" if expects else "") + f" — {first[:300]}"
+            f"{str(batch.dtype).replace('torch.', '')}) — {type(error).__name__}: {first[:300]}"
         ) from error
