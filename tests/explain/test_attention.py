@@ -177,3 +177,13 @@ def test_models_without_attention_are_refused_and_results_serialise(cnn):
     maps = attention(explain.ModelWrapper(TinyViT().eval(), "image", device="cpu"), torch.rand(1, 3, 32, 32))
     data = json.loads(json.dumps(maps.to_dict(include_values=True)))
     assert data["shape"] == [1, 2, 2, 17, 17] and len(data["rollout_scores"][0]) == 4
+
+
+def test_rollout_of_the_planted_token_transformer_points_at_the_planted_token(transformer):
+    from tests.conftest import pointing_game
+
+    maps = attention(transformer.wrapper, transformer.x[:100])
+    assert maps.query == "mean"  # no class token: the mean over real queries
+    hits = pointing_game(maps.scores(), transformer.mask[:100]).float().mean()
+    real = float((transformer.x[:100] != transformer.wrapper.pad_id).sum(1).float().mean())
+    assert float(hits) >= 0.5 and float(hits) > 3 / real  # chance: one token in `real`
