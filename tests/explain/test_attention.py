@@ -15,7 +15,9 @@ from explain.errors import InputShapeError, UnsupportedModelError
 from explain.zoo import TinyTransformer
 from tests._vit import TinyViT
 
-transformers = pytest.importorskip("transformers")
+
+def _transformers():
+    return pytest.importorskip("transformers")
 
 
 def _manual_mha(mha: nn.MultiheadAttention, h: torch.Tensor, key_padding: torch.Tensor = None) -> torch.Tensor:
@@ -83,6 +85,7 @@ def test_sequence_first_encoders_and_positional_need_weights_are_captured():
 
 def test_hugging_face_weights_equal_output_attentions_and_the_config_is_restored():
     torch.manual_seed(0)
+    transformers = _transformers()
     cfg = transformers.BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                   intermediate_size=32, num_labels=2)
     net = transformers.BertForSequenceClassification(cfg).eval()
@@ -101,6 +104,7 @@ def test_hugging_face_weights_equal_output_attentions_and_the_config_is_restored
 
 def test_hugging_face_vit_maps_lie_on_the_patch_grid():
     torch.manual_seed(0)
+    transformers = _transformers()
     net = transformers.ViTForImageClassification(transformers.ViTConfig(
         image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=32, num_labels=3)).eval()

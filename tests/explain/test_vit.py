@@ -15,7 +15,9 @@ from explain.errors import LayerNotFoundError
 from explain.zoo import train_classifier
 from tests._vit import TinyViT, planted_patches
 
-transformers = pytest.importorskip("transformers")
+
+def _transformers():
+    return pytest.importorskip("transformers")
 
 
 def _hand_gradcam(net, layer: nn.Module, x, target: int, extra: int, grid):
@@ -36,6 +38,7 @@ def _hand_gradcam(net, layer: nn.Module, x, target: int, extra: int, grid):
 
 
 def _hf(kind: str, image_size=32):
+    transformers = _transformers()
     cfg_cls = transformers.ViTConfig if kind == "vit" else transformers.DeiTConfig
     model_cls = transformers.ViTForImageClassification if kind == "vit" else transformers.DeiTForImageClassification
     torch.manual_seed(0)
