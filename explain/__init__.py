@@ -8,6 +8,7 @@ Example:
 """
 
 from . import errors
+from .attention import AttentionMaps, attention
 from .attribution import Attribution
 from .data import collect, iter_batches
 from .hf import encode_texts, load_hf
@@ -27,6 +28,8 @@ __all__ = [
     "ModelWrapper",
     "check_wrapper",
     "Attribution",
+    "attention",
+    "AttentionMaps",
     "gradcam",
     "occlusion",
     "lime",

@@ -33,19 +33,36 @@ class LayerAccess:
     _names: dict
 
     # ------------------------------------------------------------------ layers
-    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
+    def _layer(self, role: str, name: Optional[str], x: Optional[torch.Tensor] = None) -> Tuple[str, nn.Module]:
         name = name or self._names[role]
         if name:
             return name, _layers.get_layer(self.model, name)
         if role == "target":
-            return _layers.auto_target_layer(self.model, self.input_kind)
+            probed = self._probe_target(x) if x is not None and self.input_kind == "image" else None
+            return probed or _layers.auto_target_layer(self.model, self.input_kind)
         if role == "embedding":
             return _layers.auto_embedding_layer(self.model)
         return _layers.auto_feature_layer(self.model)
 
-    def target_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
-        """``(name, module)`` of the CAM layer: ``name`` if given, else the wrapper's choice."""
-        return self._layer("target", name)
+    def target_layer(self, name: Optional[str] = None, x: Optional[torch.Tensor] = None) -> Tuple[str, nn.Module]:
+        """``(name, module)`` of the CAM layer: ``name`` if given, else the wrapper's choice.
+
+        With a device batch ``x`` of a CNN, the automatic choice is the last ``Conv2d`` whose output
+        is at least 4×4 at that input size (one probe forward pass on one sample, cached per input
+        shape); without ``x``, or on a Vision Transformer, it follows the model's structure alone
+        (see ``explain._layers.auto_target_layer``).
+        """
+        return self._layer("target", name, x)
+
+    def _probe_target(self, x: torch.Tensor) -> Optional[Tuple[str, nn.Module]]:
+        if _layers.vit_target_layer(self.model) is not None:
+            return None
+        cache = self.__dict__.setdefault("_probed_layers", {})
+        key = tuple(x.shape[1:])
+        if key not in cache:
+            with self.session(grad=False):
+                cache[key] = _layers.probe_conv_layer(self.model, lambda: self.forward(x[:1]))  # type: ignore[attr-defined]
+        return cache[key]
 
     def embedding_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
         """``(name, module)`` of the token embedding."""

@@ -65,6 +65,8 @@ class ModelWrapper(LayerAccess):
         target_layer, embedding_layer, feature_layer: dotted names overriding automatic choices
             (CAM layer; the token embedding; the classifier head whose *input* is the penultimate
             feature vector).
+        cam_reshape: a callable from the CAM layer's output to ``N×C×h×w``, for layouts the
+            automatic ViT handling does not cover (see ``explain.gradcam``'s ``reshape=``).
         batch_size: the largest batch per forward pass (halved automatically on CUDA OOM).
         pad_id: the padding/baseline token id (token models). Default: ``model.config.pad_token_id``
             for Hugging Face models, else 0.
@@ -98,6 +100,7 @@ class ModelWrapper(LayerAccess):
         target_layer: Optional[str] = None,
         embedding_layer: Optional[str] = None,
         feature_layer: Optional[str] = None,
+        cam_reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         batch_size: int = 256,
         pad_id: Optional[int] = None,
         mask_arg: Optional[str] = "auto",
@@ -130,6 +133,7 @@ class ModelWrapper(LayerAccess):
         self.batch_size = int(batch_size)
         self.rnn_backward_fix = rnn_backward_fix
         self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)
+        self.cam_reshape = cam_reshape
         self._names = {"target": target_layer, "embedding": embedding_layer, "features": feature_layer}
         self._mean = self._stat(mean, "mean")
         self._std = self._stat(std, "std")

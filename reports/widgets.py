@@ -22,6 +22,7 @@ import robustness
 from explain.data import collect
 from explain.errors import OptionalDependencyError
 from explain import check_wrapper
+from explain.attention import attention_backend
 from explain.registry import EXPLAINERS
 
 from . import figures
@@ -76,7 +77,10 @@ class Explorer:
         self.sample = w.IntSlider(value=0, min=0, max=len(self.x) - 1, description="sample")
         self.target = w.Dropdown(options=[("predicted", -1)] + [(n, i) for i, n in enumerate(names)], value=-1,
                                  description="target")
-        self.method = w.Dropdown(options=list(methods or EXPLAINERS), description="method")
+        options = list(methods or EXPLAINERS)
+        if methods is None and attention_backend(self.model.model) is not None:
+            options.append("attention")  # a transformer: its attention maps beside the attributions
+        self.method = w.Dropdown(options=options, description="method")
         top = eps_max if eps_max is not None else (16 / 255 if kind == "image" else 1.0)
         self.eps = w.FloatSlider(value=0.0, min=0.0, max=top, step=top / 16, description="ε", readout_format=".4f")
         self.explain_view = w.HTML()
@@ -120,6 +124,8 @@ class Explorer:
 
     def _explanation(self, i: int, target: int, method: str) -> str:
         def compute() -> str:
+            if method == "attention":
+                return self._attention(i)
             try:
                 a = explain.run_explainer(method, self.model, self.x[i:i + 1], target, **self.method_params.get(method, {}))
             except explain.errors.ToolkitError as error:
@@ -139,6 +145,21 @@ class Explorer:
             quality = " · ".join(f"{k} {float(v[0]):.3f}" for k, v in a.quality.items())
             return _img_html(to_png(fig), title) + f"<p>{a.seconds * 1000:.0f} ms {('· ' + quality) if quality else ''}</p>"
         return self._cached(("explain", i, target, method), compute)
+
+    def _attention(self, i: int) -> str:
+        from . import figures_attention
+        maps = explain.attention(self.model, self.x[i:i + 1])
+        kind = self.model.input_kind
+        if kind == "image":
+            fig = figures_attention.head_layer_grid(maps, 0, image=self.x[i])
+        else:
+            ids = self.x[i].tolist() if kind == "tokens" else []
+            words = [self.vocab[t] if self.vocab and 0 <= t < len(self.vocab) else str(t) for t in ids]
+            if maps.mask is not None:
+                words = [word for word, real in zip(words, maps.mask[0].tolist()) if real] or words
+            fig = figures_attention.head_layer_grid(maps, 0, tokens=words or None)
+        return (_img_html(to_png(fig), "attention per layer and head")
+                + f"<p>{html.escape(figures_attention.NOTE)} · {maps.seconds * 1000:.0f} ms</p>")
 
     def _update_attack(self) -> None:
         i, eps = int(self.sample.value), round(float(self.eps.value), 6)

@@ -6,9 +6,10 @@ from typing import List
 
 import torch
 
+from explain.attention import attention, attention_backend
 from explain.registry import get_explainer
 
-from .. import figures
+from .. import figures, figures_attention
 from .._png import to_png
 from ..report import Figure, ReportContext, Section, Table, Text, TokenStrips
 from .performance import predictions
@@ -33,9 +34,12 @@ SHORT = {"r2": "R²", "efficiency_gap": "eff. gap", "completeness_gap": "compl. 
 
 
 def _note(attr, i: int) -> str:
-    """Cost and trust of one cell, e.g. ``"397 ms · R² 0.79"``."""
+    """Cost and trust of one cell, e.g. ``"397 ms · R² 0.79"``; a near-constant map says so."""
     parts = [f"{attr.seconds / max(len(attr), 1) * 1000:.0f} ms"]
     for key, values in attr.quality.items():
+        if key == "degenerate":
+            parts += ["⚠ constant map: no location"] if float(values[i]) > 0 else []
+            continue
         parts.append(f"{SHORT.get(key, key)} {float(values[i]):.2f}")
     return " · ".join(parts)
 
@@ -46,8 +50,8 @@ def build(ctx: ReportContext) -> Section:
     params = cfg.get("params", {})
     k = int(cfg.get("samples", 6))
     m = ctx.wrapper
-    names = m.class_names
     probs = predictions(ctx)
+    names = m.class_names  # after a forward pass: known even without class_names
     pred = probs.argmax(1)
     idx = choose_samples(pred, ctx.y, k, ctx.seed)
     x = ctx.x[idx]
@@ -61,6 +65,12 @@ def build(ctx: ReportContext) -> Section:
             failures[method] = f"{type(error).__name__}: {error}"
             blocks.append(Text(f"{method} could not be computed: {failures[method]}", kind="warning"))
     ok = [mt for mt in methods if mt in results]
+    attn = None
+    if attention_backend(m.model) is not None and cfg.get("attention", True):
+        try:  # a transformer model: an "attention rollout" column beside the attributions
+            attn = attention(m, x)
+        except Exception as error:  # noqa: BLE001 - the gallery stands without it
+            blocks.append(Text(f"attention maps could not be computed: {type(error).__name__}: {error}", kind="warning"))
     cost = [[mt, results[mt].layer or "—", f"{results[mt].seconds:.2f}",
              f"{results[mt].seconds / len(x) * 1000:.0f}",
              ", ".join(f"{q} mean {float(v.float().mean()):.3f}" for q, v in results[mt].quality.items()) or "—"]
@@ -76,15 +86,21 @@ def build(ctx: ReportContext) -> Section:
         title = f"sample {i}: predicted {names[p]} ({float(probs[i, p]):.0%}) {verdict}".strip()
         maps = [figures.normalise(results[mt].values[row]) for mt in ok]
         notes = [_note(results[mt], row) for mt in ok]
+        shown = list(ok)
+        if attn is not None:
+            rolled = figures_attention.rollout_values(attn)[row]
+            maps.append(figures.normalise(rolled - rolled.min()))  # relative: 0 = least attended
+            notes.append("attention, not attribution")
+            shown.append("attention rollout")
         summary["samples"].append({"index": i, "predicted": p, "label": truth, "confidence": float(probs[i, p]),
                                    "quality": {mt: {q: float(v[row]) for q, v in results[mt].quality.items()} for mt in ok}})
-        if not ok:
+        if not shown:
             continue
         if m.input_kind == "image":
-            fig = figures.image_row(ctx.x[i], maps, ok, title, notes)
+            fig = figures.image_row(ctx.x[i], maps, shown, title, notes)
             blocks.append(Figure(f"sample{i}", to_png(fig, ctx.dpi), "", f"attributions for sample {i}: {title}"))
         elif m.input_kind == "series":
-            fig = figures.series_row(ctx.x[i], maps, ok, title, notes)
+            fig = figures.series_row(ctx.x[i], maps, shown, title, notes)
             blocks.append(Figure(f"sample{i}", to_png(fig, ctx.dpi), "", f"attributions for sample {i}: {title}"))
         else:
             ids = ctx.x[i].tolist()
@@ -93,9 +109,40 @@ def build(ctx: ReportContext) -> Section:
             tokens = [vocab[ids[j]] if vocab and ids[j] < len(vocab) else str(ids[j]) for j in keep]
             kept = [figures.normalise(mp[keep]) for mp in maps]
             lim = figures.symmetric_limit(kept)
-            png = to_png(figures.token_strip(tokens, kept, ok, title), ctx.dpi)
-            rows = [(mt, v.tolist(), note) for mt, v, note in zip(ok, kept, notes)]
+            png = to_png(figures.token_strip(tokens, kept, shown, title), ctx.dpi)
+            rows = [(mt, v.tolist(), note) for mt, v, note in zip(shown, kept, notes)]
             blocks.append(TokenStrips(title, tokens, rows, lim, png=png, name=f"sample{i}"))
+    if attn is not None and len(idx):
+        blocks += _attention_blocks(ctx, attn, idx)
+        summary["attention"] = {"backend": attn.backend, "layers": attn.layers, "shape": list(attn.weights.shape)}
     if len(idx) == 0:
         blocks.append(Text("No samples to explain."))
     return Section("explanations", "Explanations", blocks=blocks, summary=summary)
+
+
+def _attention_blocks(ctx: ReportContext, attn, idx: torch.Tensor) -> list:
+    """Per layer and head attention of the first gallery sample, and what attention maps mean."""
+    i = int(idx[0])
+    text = Text("Attention maps show how strongly each token (or image patch) mixes in the others, per layer "
+                "and head; rollout (Abnar & Zuidema, 2020) follows that mixing through the layers. They are not "
+                "attributions: they ignore the values, the MLPs and the classifier, and they do not say what "
+                "moved the score. Where rollout and the gradient methods above disagree, trust the methods "
+                "that are checked against the model's output.")
+    if ctx.wrapper.input_kind == "image":
+        fig = figures_attention.head_layer_grid(attn, 0, image=ctx.x[i])
+    else:
+        ids = ctx.x[i].tolist()
+        vocab = ctx.vocab
+        words = [vocab[t] if vocab and 0 <= t < len(vocab) else str(t) for t in ids]
+        if ctx.wrapper.input_kind == "tokens":
+            keep = attn.mask[0].tolist() if attn.mask is not None else [True] * len(words)
+            words = [w for w, k in zip(words, keep) if k] or words
+        fig = figures_attention.head_layer_grid(attn, 0, tokens=words if ctx.wrapper.input_kind == "tokens" else None)
+        if ctx.wrapper.input_kind == "tokens":
+            strips = figures_attention.attention_strips([vocab[t] if vocab and 0 <= t < len(vocab) else str(t)
+                                                         for t in ids], attn, 0, f"sample {i}")
+            text = [text, Figure(f"attention-strips{i}", to_png(strips, ctx.dpi), "",
+                                 f"attention per layer and rollout over the words of sample {i}")]
+    text = text if isinstance(text, list) else [text]
+    return [*text, Figure(f"attention{i}", to_png(fig, ctx.dpi), "",
+                         f"attention per layer and head for sample {i}")]

@@ -11,6 +11,7 @@ import torch
 
 import explain
 import reports
+from reports.sections.explanations import _note
 from tests._vit import TinyViT
 from tests.explain.test_vit import ShrinkingCNN
 
@@ -21,8 +22,8 @@ def _schema():
 
 def test_transformer_reports_get_an_attention_rollout_column_and_a_head_layer_grid(transformer, tmp_path):
     x, y = transformer.x[:12], transformer.y[:12]
-    rep = reports.build_report(transformer.wrapper, (x, y), out=tmp_path / "r", sections=["explanations"],
-                               methods=["gradcam"], samples=2, vocab=[f"w{i}" for i in range(60)])
+    reports.build_report(transformer.wrapper, (x, y), out=tmp_path / "r", sections=["explanations"],
+                         methods=["gradcam"], samples=2, vocab=[f"w{i}" for i in range(60)])
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     jsonschema.validate(summary, _schema())
     section = summary["sections"]["explanations"]
@@ -51,3 +52,16 @@ def test_cnn_reports_have_no_attention_column_and_mark_constant_maps(tmp_path):
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert "attention" not in summary["sections"]["explanations"]["summary"]
     assert summary["sections"]["explanations"]["summary"]["samples"][0]["quality"]["gradcam"]["degenerate"] == 1.0
+    with pytest.warns(UserWarning):
+        a = explain.gradcam(m, torch.rand(1, 3, 32, 32), layer="convs.4")
+    assert "constant map" in _note(a, 0)
+
+
+def test_the_explorer_offers_attention_for_transformer_models(transformer):
+    pytest.importorskip("ipywidgets")
+    from reports.widgets import Explorer
+
+    ex = Explorer(transformer.wrapper, (transformer.x[:4], transformer.y[:4]), methods=None)
+    assert "attention" in ex.method.options
+    ex.method.value = "attention"
+    assert "<img" in ex.explain_view.value and "not what moved the score" in ex.explain_view.value
