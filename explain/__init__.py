@@ -10,6 +10,9 @@ Example:
 from . import errors
 from .attribution import Attribution
 from .data import collect, iter_batches
+from .dataset_examples import dataset_examples
+from .feature_results import DatasetExamples, FeatureVisualization
+from .feature_vis import deep_dream, feature_visualization
 from .loading import load_model
 from .methods.gradcam import gradcam
 from .methods.integrated_gradients import integrated_gradients
@@ -33,6 +36,11 @@ __all__ = [
     "integrated_gradients",
     "saliency",
     "smoothgrad",
+    "feature_visualization",
+    "deep_dream",
+    "dataset_examples",
+    "FeatureVisualization",
+    "DatasetExamples",
     "load_model",
     "iter_batches",
     "collect",
