@@ -114,7 +114,7 @@ FEATURE_CALLS = {
 @pytest.mark.parametrize("name", sorted(FEATURE_CALLS))
 @pytest.mark.parametrize("explode", [False, True])
 def test_feature_visualisation_leaves_model_state_unchanged(name, explode, cnn):
-    net = Exploding(copy.deepcopy(cnn.net), fail_at=3 if explode else 10**9)
+    net = Exploding(copy.deepcopy(cnn.net), fail_at=2 if explode else 10**9)
     net.train()
     next(net.parameters()).requires_grad_(False)
     before = snapshot(net)
