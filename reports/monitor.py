@@ -250,7 +250,7 @@ class Monitor:
             self._bar.set_postfix_str(f"epoch {self.epoch} loss {rec['loss'] or float('nan'):.4g}"
                                       + (f" acc {acc:.3f}" if acc is not None else ""))
             self._bar.reset(total=self.steps_per_epoch)
-            self._bar.set_description(f"epoch {self.epoch + 1}")
+            self._bar.set_description_str(f"epoch {self.epoch + 1}")
         self._reset_epoch()
         return rec
 
@@ -293,6 +293,7 @@ class Monitor:
     def close(self) -> None:
         """Close the progress bar. The history is complete after every ``epoch_end`` already."""
         if self._bar is not None:
+            self._bar.set_description_str(f"{self.epoch} epoch(s) done")
             self._bar.close()
             self._bar = None
 
