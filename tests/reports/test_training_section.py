@@ -158,3 +158,17 @@ def test_lightning_callback_uses_the_documented_hooks(tmp_path):
     cb.on_train_epoch_end(trainer, None)
     h = read_history(tmp_path / "pl")
     assert h.steps[0]["loss"] == pytest.approx(0.7) and h.steps[0]["lr"] == 0.1 and len(h.epochs) == 1
+
+
+def test_explorer_class_tab_shows_the_target_class_only_when_opened():
+    pytest.importorskip("ipywidgets")
+    from reports.widgets import Explorer
+    m, data = tiny()
+    ex = Explorer(m, (data.x[:8], data.y[:8]), methods=["gradcam"], feature_steps=4)
+    before = ex.computations
+    assert "<img" not in ex.class_view.value
+    ex.widget.selected_index = 3
+    assert "<img" in ex.class_view.value and ex.computations == before + 1
+    ex.widget.selected_index = 0
+    ex.widget.selected_index = 3
+    assert ex.computations == before + 1  # cached per class
