@@ -138,6 +138,9 @@ class Monitor:
             h = read_history(self.folder)
             self.epoch = max((int(e.get("epoch", 0)) for e in h.epochs), default=0)
             self.global_step = max((int(s.get("step", 0)) for s in h.steps), default=0)
+            last = [e for e in h.epochs if e.get("maps")]
+            maps = h.array(last[-1]["maps"]) if last else None
+            self._prev_maps = None if maps is None else torch.from_numpy(maps.astype(np.float32))
         self._reset_epoch()
         self._write(self._meta(), sync=True)
         self._live = _want_live(live)
@@ -156,7 +159,7 @@ class Monitor:
                 if "robustness" in self.probes else None,
                 "attack_steps": self.attack_steps if "robustness" in self.probes else None,
                 "ood_detector": self.ood_detector if "ood" in self.probes else None, "samples_file": None,
-                "start_epoch": self.epoch}
+                "start_epoch": self.epoch, "seed": self.seed}
         if "explanations" in self.probes:
             xs = self.x[: self.explain_samples]
             meta["samples_file"] = "samples.npy"

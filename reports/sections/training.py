@@ -136,9 +136,10 @@ def history_report(history, out=None, *, config: Optional[dict] = None, dpi: int
     h = read_history(history)
     cfg = config or {}
     section = history_section(h, cfg.get("training", {}), cfg.get("checks", {}), dpi)
-    meta = {"xaiscope_version": h.meta.get("xaiscope_version", ""), "model": h.meta.get("model"),
-            "input_kind": h.meta.get("input_kind"), "num_classes": len(h.meta.get("class_names") or []),
-            "class_names": h.meta.get("class_names"), "samples": h.meta.get("probe_size"),
+    meta = {"xaiscope_version": h.meta.get("xaiscope_version", ""), "model": str(h.meta.get("model", "model")),
+            "input_kind": h.meta.get("input_kind"), "num_classes": len(h.meta.get("class_names") or []) or None,
+            "class_names": h.meta.get("class_names") or [], "samples": max(1, int(h.meta.get("probe_size") or 1)),
+            "seed": int(h.meta.get("seed") or 0),
             "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": "",
             "history": str(h.folder), "config": cfg}
     report = Report(f"{h.meta.get('model', 'model')} — training run", [section], meta)

@@ -143,11 +143,13 @@ def test_monitor_refuses_unknown_probes_missing_data_and_foreign_folders(tmp_pat
         reports.Monitor(m, probe=(x[:8], y[:8]), out=tmp_path, progress=False)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     run = tmp_path / "run"
-    reports.Monitor(m, probe=(x[:8], y[:8]), out=run, progress=False).epoch_end()
+    kw = dict(probes=["accuracy", "explanations"], progress=False, live=False)
+    reports.Monitor(m, probe=(x[:8], y[:8]), out=run, **kw).epoch_end()
     with pytest.raises(InputShapeError, match="resume=True"):
-        reports.Monitor(m, probe=(x[:8], y[:8]), out=run, progress=False)
-    mon = reports.Monitor(m, probe=(x[:8], y[:8]), out=run, progress=False, resume=True)
-    assert mon.epoch_end()["epoch"] == 2
+        reports.Monitor(m, probe=(x[:8], y[:8]), out=run, **kw)
+    rec = reports.Monitor(m, probe=(x[:8], y[:8]), out=run, resume=True, **kw).epoch_end()
+    # epochs continue, and drift is measured against the maps saved before the restart (unchanged weights)
+    assert rec["epoch"] == 2 and rec["probes"]["explanation_rank_correlation"] == pytest.approx(1.0, abs=1e-3)  # maps are stored as float16
 
 
 def test_accuracy_probe_on_a_trained_model_matches_its_predictions(cnn):

@@ -84,6 +84,10 @@ def test_xaiscope_monitor_renders_the_section_into_its_own_folder_and_keeps_user
     assert "Training" in page and "data:image/png;base64" in page
     summary = json.loads((folder / "report" / "summary.json").read_text())
     assert summary["sections"]["training"]["summary"]["epochs"] == 3
+    jsonschema = pytest.importorskip("jsonschema")
+    from importlib import resources
+    schema = json.loads(resources.files("reports").joinpath("templates", "summary.schema.json").read_text())
+    jsonschema.validate(summary, schema)
     user = tmp_path / "mine"
     user.mkdir()
     (user / "notes.txt").write_text("keep")
