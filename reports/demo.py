@@ -64,7 +64,7 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
                        ood_data=ood, history=mon.folder,
                        seed=seed, max_samples=400, title="SmallCNN on handwritten digits",
                        config={"explanations": {"params": {"occlusion": {"window": 6, "stride": 3}}},
-                               "features": {"steps": 48, "examples": 3}})
+                               "features": {"steps": 32, "examples": 3}})
     paths.append(root / "digits" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")
 
