@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import List, Optional, Sequence
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ._png import plt
 from .figures import DIVERGING
@@ -65,6 +66,8 @@ def probes_figure(epochs: Sequence[dict]):
     if xs:
         ax_ece.plot(xs, ys, marker="o", ms=4, color="#c44e52")
     ax_ece.set_title("expected calibration error (lower is better)", fontsize=9)
+    for a in (ax, ax_ece):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_ece.set_xlabel("epoch", fontsize=8)
     ax_ece.tick_params(labelsize=7)
     fig.tight_layout()
