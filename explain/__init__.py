@@ -12,6 +12,9 @@ from .attention import AttentionMaps, attention
 from .attribution import Attribution
 from .data import collect, iter_batches
 from .hf import encode_texts, load_hf
+from .dataset_examples import dataset_examples
+from .feature_results import DatasetExamples, FeatureVisualization
+from .feature_vis import deep_dream, feature_visualization
 from .loading import load_model
 from .methods.gradcam import gradcam
 from .methods.integrated_gradients import integrated_gradients
@@ -37,6 +40,11 @@ __all__ = [
     "integrated_gradients",
     "saliency",
     "smoothgrad",
+    "feature_visualization",
+    "deep_dream",
+    "dataset_examples",
+    "FeatureVisualization",
+    "DatasetExamples",
     "load_model",
     "load_hf",
     "encode_texts",

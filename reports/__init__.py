@@ -6,6 +6,9 @@ Example:
 """
 
 from .build import SCHEMA_VERSION, Report, build_report
+from .history import TrainingHistory, read_history
+from .monitor import Monitor
+from .monitor_adapters import hf_callback, lightning_callback
 
 
 def _register_in_notebooks() -> None:
@@ -17,4 +20,5 @@ def _register_in_notebooks() -> None:
 
 _register_in_notebooks()
 
-__all__ = ["build_report", "Report", "SCHEMA_VERSION"]
+__all__ = ["build_report", "Report", "SCHEMA_VERSION", "Monitor", "read_history", "TrainingHistory",
+           "hf_callback", "lightning_callback"]

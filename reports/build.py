@@ -126,6 +126,12 @@ def _run_section(name: str, module_path: str, ctx: ReportContext) -> Section:
     return section
 
 
+def _applies(name: str, ctx: ReportContext) -> bool:
+    """Optional sections (training, features) declare ``applies(ctx)``; the others always run."""
+    applies = getattr(importlib.import_module(SECTION_BUILDERS[name]), "applies", None)
+    return applies is None or bool(applies(ctx))
+
+
 def build_report(
     model: explain.ModelWrapper,
     data: Any,
@@ -142,6 +148,7 @@ def build_report(
     title: Optional[str] = None,
     dpi: int = 110,
     force: bool = False,
+    history: Union[str, os.PathLike, None] = None,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
@@ -161,6 +168,7 @@ def build_report(
         vocab: id → word list so token models show words.
         force: with ``out``, also write into a non-empty folder that is not an earlier report (only
             the report's own files are written; nothing else is touched or deleted).
+        history: a folder ``reports.Monitor`` wrote; adds the "Training" section.
 
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
@@ -197,8 +205,9 @@ def build_report(
     cfg = json.loads(json.dumps(config or {}, default=str))
     cfg.setdefault("explanations", {}).setdefault("methods", list(methods))
     cfg["explanations"].setdefault("samples", samples)
-    ctx = ReportContext(wrapper=model, x=x, y=y, ood_x=ood_x, config=cfg, seed=seed, dpi=dpi, vocab=vocab)
-    wanted = list(sections) if sections is not None else list(SECTION_BUILDERS)
+    ctx = ReportContext(wrapper=model, x=x, y=y, ood_x=ood_x, config=cfg, seed=seed, dpi=dpi, vocab=vocab,
+                        history=None if history is None else str(history))
+    wanted = list(sections) if sections is not None else [s for s in SECTION_BUILDERS if _applies(s, ctx)]
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]
     if unknown:
         raise InputShapeError(f"unknown report sections {unknown}; available: {', '.join(SECTION_BUILDERS)}")

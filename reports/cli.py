@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true",
                    help="write the reports into folders that hold other files (never deletes anything)")
 
+    mo = sub.add_parser("monitor", help="render a training history written by reports.Monitor as an HTML page")
+    mo.add_argument("history", help="the folder the monitor wrote (e.g. runs/exp1)")
+    mo.add_argument("--out", default=None, help="output folder (default: <history>/report)")
+    mo.add_argument("--quiet", action="store_true", help="print only the page's path")
+
     for name, helptext in (("report", "audit a model on data and write an HTML report"),
                            ("explain", "run one explainer on a few inputs and write PNGs")):
         r = sub.add_parser(name, help=helptext)
@@ -81,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("--force", action="store_true",
                            help="write the report into a non-empty folder that is not an earlier report "
                                 "(only the report's own files are written; nothing is deleted)")
+            r.add_argument("--history", default=None, help="a training history folder (reports.Monitor) for the Training section")
         else:
             r.add_argument("--method", default="gradcam", help="explainer name (see 'xaiscope methods')")
             r.add_argument("--samples", type=int, default=None, help="how many inputs to explain (default 4)")
@@ -104,7 +110,7 @@ def _settings(args: argparse.Namespace) -> dict:
     cfg = load_config(args.config) if getattr(args, "config", None) else {}
     keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
             "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method",
-            "pad_id", "mask", "max_length"]
+            "pad_id", "mask", "max_length", "history"]
     merged = {k.replace("-", "_"): v for k, v in cfg.items()}
     for k in keys:
         v = getattr(args, k, None)
@@ -176,7 +182,8 @@ def cmd_report(args) -> int:
     out = s.get("out") or "reports-out/report"
     rep = build_report(wrapper, (x, y), ood_data=ood, out=out, methods=_methods(s.get("methods")) or ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"],
                        config=config, max_samples=int(s.get("max_samples") or 256), samples=int(s.get("samples") or 6),
-                       seed=int(s.get("seed") or 0), vocab=vocab, force=bool(getattr(args, "force", False)))
+                       seed=int(s.get("seed") or 0), vocab=vocab, force=bool(getattr(args, "force", False)),
+                       history=s.get("history"))
     index = Path(out) / "index.html"
     if not args.quiet:
         for c in rep.checks:
@@ -217,7 +224,19 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain}
+def cmd_monitor(args) -> int:
+    from .sections.training import history_report
+    out = Path(args.out) if args.out else Path(args.history) / "report"
+    rep = history_report(args.history, out)
+    if not args.quiet:
+        sec = rep.sections[0]
+        print(f"  {sec.summary.get('epochs', 0)} epoch(s), {sec.summary.get('steps', 0)} step(s) from {args.history}",
+              file=sys.stderr)
+    print(out / "index.html")
+    return EXIT_OK
+
+
+COMMANDS = {"monitor": cmd_monitor, "methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -15,6 +15,22 @@ from explain.zoo.bundled import (load_digits_images, load_gunpoint_series, load_
 
 from ._save import check_output
 from .build import build_report
+from .history import HISTORY_FILE
+from .monitor import Monitor
+
+#: the probes the demo trains with (the monitor's defaults are accuracy only)
+DEMO_PROBES = ["accuracy", "explanations", "robustness", "ood"]
+
+
+def _monitor(wrapper: explain.ModelWrapper, folder: Path, x: torch.Tensor, y: torch.Tensor, ood: torch.Tensor,
+             every: int = 1) -> Monitor:
+    """A monitor over 200 fixed test samples, writing into ``folder`` (an earlier demo history there is replaced;
+    only the monitor's own files are removed). The training loop runs on the CPU, so ``wrapper`` must be on it too."""
+    if (folder / HISTORY_FILE).exists():
+        for f in [folder / HISTORY_FILE, folder / "samples.npy", *sorted((folder / "maps").glob("epoch-*.npy"))]:
+            f.unlink()
+    return Monitor(wrapper, probe=(x[:200], y[:200]), probes=DEMO_PROBES, ood=ood[:200], out=folder, every=every,
+                   attack_steps=3, progress=False, live=False)
 
 
 def _seeded(seed: int, make: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -46,28 +62,34 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
     digits = load_digits_images(seed=seed)
     t = time.perf_counter()
     mean, std = digits.x_train.mean().item(), digits.x_train.std().item()
-    cnn = train_classifier(_seeded(seed, lambda: SmallCNN(in_channels=1, num_classes=10, width=16)),
-                           digits.x_train, digits.y_train, epochs=2, seed=seed,
-                           mean=torch.tensor(mean), std=torch.tensor(std))
-    log(f"trained SmallCNN on {digits.name} in {time.perf_counter() - t:.0f} s")
-    m = explain.ModelWrapper(cnn, "image", class_names=digits.class_names, mean=[mean], std=[std])
+    cnn = _seeded(seed, lambda: SmallCNN(in_channels=1, num_classes=10, width=16))
+    make = lambda device: explain.ModelWrapper(cnn, "image", class_names=digits.class_names, mean=[mean], std=[std],  # noqa: E731
+                                               device=device)
     ood = load_photo_patches(300, size=digits.x_test.shape[-1], channels=digits.x_test.shape[1], seed=seed)
+    mon = _monitor(make("cpu"), root / "training" / "digits", digits.x_test, digits.y_test, ood)
+    train_classifier(cnn, digits.x_train, digits.y_train, epochs=2, seed=seed,
+                     mean=torch.tensor(mean), std=torch.tensor(std), monitor=mon)
+    m = make("auto")
+    log(f"trained SmallCNN on {digits.name} in {time.perf_counter() - t:.0f} s (monitored)")
     rep = build_report(m, (digits.x_test, digits.y_test), out=root / "digits", force=force, methods=methods, samples=samples,
-                       ood_data=ood,
+                       ood_data=ood, history=mon.folder,
                        seed=seed, max_samples=400, title="SmallCNN on handwritten digits",
-                       config={"explanations": {"params": {"occlusion": {"window": 6, "stride": 3}}}})
+                       config={"explanations": {"params": {"occlusion": {"window": 6, "stride": 3}}},
+                               "features": {"steps": 32, "examples": 3}})
     paths.append(root / "digits" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")
 
     reviews = load_reviews(max_len=40, vocab_size=6000, seed=seed)
     t = time.perf_counter()
-    lstm = train_classifier(_seeded(seed, lambda: BiLSTMClassifier(len(reviews.vocab), 2, embed_dim=48, hidden=48)),
-                            reviews.x_train, reviews.y_train, epochs=6, seed=seed, lr=3e-3)
-    log(f"trained BiLSTMClassifier on {reviews.name} in {time.perf_counter() - t:.0f} s")
-    m = explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names)
+    lstm = _seeded(seed, lambda: BiLSTMClassifier(len(reviews.vocab), 2, embed_dim=48, hidden=48))
     ood = load_plot_summaries(reviews.vocab, max_len=reviews.x_test.shape[1])
+    mon = _monitor(explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names, device="cpu"),
+                   root / "training" / "reviews", reviews.x_test, reviews.y_test, ood)
+    train_classifier(lstm, reviews.x_train, reviews.y_train, epochs=6, seed=seed, lr=3e-3, monitor=mon)
+    m = explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names)
+    log(f"trained BiLSTMClassifier on {reviews.name} in {time.perf_counter() - t:.0f} s (monitored)")
     rep = build_report(m, (reviews.x_test, reviews.y_test), out=root / "reviews", force=force, methods=methods, samples=samples,
-                       ood_data=ood,
+                       ood_data=ood, history=mon.folder,
                        seed=seed, max_samples=400, vocab=reviews.vocab, title="BiLSTM on movie-review snippets")
     paths.append(root / "reviews" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")
@@ -75,13 +97,16 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
     gun = load_gunpoint_series()
     t = time.perf_counter()
     mean, std = gun.x_train.mean().item(), gun.x_train.std().item()
-    c1d = train_classifier(_seeded(seed, lambda: Conv1dNet(1, 2, width=16)), gun.x_train, gun.y_train,
-                           epochs=60, batch_size=16, seed=seed, mean=torch.tensor(mean), std=torch.tensor(std))
-    log(f"trained Conv1dNet on {gun.name} in {time.perf_counter() - t:.0f} s")
-    m = explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std])
+    c1d = _seeded(seed, lambda: Conv1dNet(1, 2, width=16))
     ood = load_motion_series(gun.x_test.shape[1]) * gun.x_train.std() + gun.x_train.mean()
+    mon = _monitor(explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std], device="cpu"),
+                   root / "training" / "gunpoint", gun.x_test, gun.y_test, ood, every=10)
+    train_classifier(c1d, gun.x_train, gun.y_train, epochs=60, batch_size=16, seed=seed, mean=torch.tensor(mean),
+                     std=torch.tensor(std), monitor=mon)
+    m = explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std])
+    log(f"trained Conv1dNet on {gun.name} in {time.perf_counter() - t:.0f} s (monitored)")
     rep = build_report(m, (gun.x_test, gun.y_test), out=root / "gunpoint", force=force, methods=methods, samples=samples,
-                       ood_data=ood,
+                       ood_data=ood, history=mon.folder,
                        seed=seed, title="1-D CNN on GunPoint motion series")
     paths.append(root / "gunpoint" / "index.html")
     log(f"wrote {paths[-1]}  ({rep.sections[1].summary.get('accuracy', 0):.1%} accuracy)")

@@ -95,6 +95,7 @@ class ReportContext:
     ``x``/``y`` are the (possibly subsampled) evaluation inputs and labels, CPU tensors.
     ``config`` is the report configuration (a dict); each builder reads its own keys.
     ``cache`` lets builders share results (e.g. predictions) within one report.
+    ``history`` is the folder of a training history (``reports.Monitor``), if one was given.
     """
 
     wrapper: Any
@@ -106,3 +107,4 @@ class ReportContext:
     dpi: int = 110
     vocab: Optional[List[str]] = None
     cache: dict = field(default_factory=dict)
+    history: Optional[str] = None

@@ -60,7 +60,7 @@ class Explorer:
 
     def __init__(self, model: Any, data: Any, *, ood_data: Any = None, methods: Optional[List[str]] = None,
                  vocab: Optional[List[str]] = None, eps_max: Optional[float] = None, max_samples: int = 64,
-                 method_params: Optional[dict] = None, ood_method: str = "energy") -> None:
+                 method_params: Optional[dict] = None, ood_method: str = "energy", feature_steps: int = 64) -> None:
         w = _widgets()
         self.model = check_wrapper(model)
         self.x, self.y = collect(data, max_samples=max_samples)
@@ -90,8 +90,11 @@ class Explorer:
         explain_tab = w.VBox([w.HBox([self.sample, self.target, self.method]), self.header, self.explain_view])
         attack_tab = w.VBox([self.eps, self.attack_view])
         ood_tab = w.VBox([self.ood_view])
-        self.widget = w.Tab(children=[explain_tab, attack_tab, ood_tab])
-        for i, title in enumerate(["Explain", "Attack", "Out-of-distribution"]):
+        self.feature_steps = int(feature_steps)
+        self.class_view = w.HTML("<p>Open this tab to see what the selected class looks like to the model.</p>")
+        self.widget = w.Tab(children=[explain_tab, attack_tab, ood_tab, w.VBox([self.class_view])])
+        self.widget.observe(lambda _change: self._update_class(), names="selected_index")
+        for i, title in enumerate(["Explain", "Attack", "Out-of-distribution", "Class"]):
             self.widget.set_title(i, title)
         for control in (self.sample, self.target, self.method):
             control.observe(lambda _change: self.refresh(), names="value")
@@ -112,6 +115,7 @@ class Explorer:
         self.explain_view.value = self._explanation(i, self._target(i), self.method.value)
         self._update_attack()
         self.ood_view.value = self._ood(i)
+        self._update_class()
 
     def _target(self, i: int) -> int:
         return int(self.probs[i].argmax()) if self.target.value == -1 else int(self.target.value)
@@ -202,6 +206,27 @@ class Explorer:
             share = float((s_out <= s_in[i]).float().mean())
             return _img_html(to_png(fig), "OOD scores") + f"<p>{share:.0%} of the OOD inputs score at or below this sample.</p>"
         return self._cached(("ood", i), compute)
+
+    def _update_class(self) -> None:
+        """The Class tab (computed only while it is open): the target class's feature visualisation
+        beside the samples scoring highest for it; dataset examples for sequence models."""
+        if getattr(self, "widget", None) is None or self.widget.selected_index != 3:
+            return
+        c = self._target(int(self.sample.value))
+        name = self.model.class_names[c]
+
+        def compute() -> str:
+            if self.model.input_kind != "image":
+                ex = explain.dataset_examples(self.model, (self.x, self.y), classes=[c], k=3)
+                rows = "".join(f"<li>sample {int(j)} · logit {float(v):.3g} · window {int(a)}–{int(b)}</li>"
+                               for j, v, (a, b) in zip(ex.indices[0], ex.activation[0], ex.windows[0].tolist()))
+                return f"<p><b>{html.escape(name)}</b>: the samples scoring highest</p><ul>{rows}</ul>"
+            from .figures_training import class_visualisations_figure
+            fv = explain.feature_visualization(self.model, classes=[c], steps=self.feature_steps, seed=0,
+                                               data=(self.x, self.y), examples=3)
+            fig = class_visualisations_figure(fv.images.numpy(), [name], fv.activation.tolist(), fv.examples.inputs.numpy())
+            return _img_html(to_png(fig), f"what {name} looks like") + f"<p>{fv.seconds:.1f} s</p>"
+        self.class_view.value = self._cached(("class", c), compute)
 
     # ---------------------------------------------------------------- display and export
     def _repr_mimebundle_(self, **kwargs: Any):

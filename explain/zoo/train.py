@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
@@ -20,10 +20,13 @@ def train_classifier(
     mean: Optional[torch.Tensor] = None,
     std: Optional[torch.Tensor] = None,
     weight_decay: float = 0.0,
+    monitor: Optional[Any] = None,
 ) -> nn.Module:
     """Train ``model`` with Adam and cross-entropy on ``(x, y)``; returns it in eval mode.
 
     ``mean``/``std`` (broadcastable to ``x``) normalise the inputs as a ``ModelWrapper`` would.
+    ``monitor`` (e.g. a ``reports.Monitor``) gets ``step(loss=, lr=, batch_size=)`` after every
+    step and ``epoch_end()`` after every epoch.
 
     Example:
         >>> data = planted_images(256, seed=0)
@@ -44,6 +47,11 @@ def train_classifier(
             if std is not None:
                 xb = xb / std
             opt.zero_grad(set_to_none=True)
-            loss_fn(model(xb), y[idx]).backward()
+            loss = loss_fn(model(xb), y[idx])
+            loss.backward()
             opt.step()
+            if monitor is not None:
+                monitor.step(loss=loss.detach(), lr=opt.param_groups[0]["lr"], batch_size=len(idx))
+        if monitor is not None:
+            monitor.epoch_end()
     return model.eval()

@@ -9,4 +9,6 @@ SECTION_BUILDERS = {
     "explanations": "reports.sections.explanations",
     "robustness": "reports.sections.robustness",
     "ood": "reports.sections.ood",
+    "features": "reports.sections.features",
+    "training": "reports.sections.training",
 }

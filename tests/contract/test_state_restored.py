@@ -100,3 +100,32 @@ def test_explainer_restores_state_when_the_model_raises(name, fixture, request):
         EXPLAINERS[name](m, d.x[:2], 0, **params_for(name, m.input_kind))
     net.calls = -10**9  # stop exploding so the snapshot can be compared
     assert_unchanged(net, before)
+
+
+FEATURE_CALLS = {
+    "feature_visualization": lambda m, x: explain.feature_visualization(m, classes=[0, 1], steps=2, seed=0,
+                                                                        shape=tuple(x.shape[1:])),
+    "feature_visualization_channels": lambda m, x: explain.feature_visualization(m, channels=[0], steps=2, data=(x, None)),
+    "deep_dream": lambda m, x: explain.deep_dream(m, x[:1], steps=2, octaves=2),
+    "dataset_examples": lambda m, x: explain.dataset_examples(m, (x, None), classes=[0], k=1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEATURE_CALLS))
+@pytest.mark.parametrize("explode", [False, True])
+def test_feature_visualisation_leaves_model_state_unchanged(name, explode, cnn):
+    net = Exploding(copy.deepcopy(cnn.net), fail_at=2 if explode else 10**9)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, "image", class_names=cnn.wrapper.class_names, device="cpu")
+    x = cnn.x[:4].clone()
+    x_before = x.clone()
+    if explode:
+        with pytest.raises(RuntimeError, match="model exploded"):
+            FEATURE_CALLS[name](m, x)
+        net.calls = -10**9
+    else:
+        FEATURE_CALLS[name](m, x)
+    assert torch.equal(x, x_before)
+    assert_unchanged(net, before)

@@ -1,0 +1,165 @@
+"""The training history on disk: a JSON-lines file appended line by line, plus small ``.npy`` files.
+
+Layout of a monitor folder::
+
+    history.jsonl          one JSON object per line: {"type": "meta" | "step" | "epoch", ...}
+    samples.npy            the fixed probe samples whose explanations are tracked
+    maps/epoch-0003.npy    their maps at epoch 3 (float16)
+
+Each record is written with one ``write`` on a file opened for appending, so a reader never sees a
+line from two records interleaved, and a run killed mid-write leaves at worst one incomplete last
+line, which :func:`read_history` skips. Arrays are written to a temporary file and renamed into place.
+
+Example:
+    >>> h = read_history("runs/exp1")          # doctest: +SKIP
+    >>> [e["probes"]["accuracy"] for e in h.epochs]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+from explain.attribution import jsonable
+from explain.errors import EmptyDataError, InputShapeError
+
+__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "save_array", "prepare_folder"]
+
+HISTORY_FILE = "history.jsonl"
+
+
+def append_record(folder: Union[str, os.PathLike], record: dict, *, sync: bool = False) -> None:
+    """Append one record as one complete line (a single ``write`` in append mode)."""
+    data = (json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    fd = os.open(os.path.join(folder, HISTORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_array(folder: Union[str, os.PathLike], relative: str, array: np.ndarray) -> str:
+    """Write ``array`` to ``folder/relative`` (``.npy``) atomically; returns ``relative``."""
+    path = Path(folder) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return relative
+
+
+def prepare_folder(folder: Union[str, os.PathLike], resume: bool) -> Path:
+    """Create the monitor folder, or check that an existing one may be written to.
+
+    Raises:
+        InputShapeError: the folder holds other files (never overwritten), or a history while
+            ``resume`` is False.
+    """
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise InputShapeError(f"monitor out={str(path)!r} is a file; give a folder path")
+    if path.is_dir() and any(path.iterdir()):
+        if not (path / HISTORY_FILE).exists():
+            raise InputShapeError(f"{path} already holds files that are not a training history; xaiscope writes only "
+                                  "into a new folder or its own, so choose another out=")
+        if not resume:
+            raise InputShapeError(f"{path} already holds a training history; pass resume=True to continue it, or "
+                                  "choose a new out= folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class TrainingHistory:
+    """A history read back: the run's facts, step and epoch records, and where its arrays live.
+
+    Attributes:
+        meta: the last ``meta`` record (model facts, probe settings).
+        steps, epochs: the records in file order.
+        skipped: lines that were incomplete or not JSON (e.g. the last line of a killed run).
+    """
+
+    folder: Path
+    meta: dict = field(default_factory=dict)
+    steps: List[dict] = field(default_factory=list)
+    epochs: List[dict] = field(default_factory=list)
+    skipped: int = 0
+
+    def array(self, relative: Optional[str]) -> Optional[np.ndarray]:
+        """An array the history refers to (e.g. an epoch's ``maps``), or ``None`` if missing."""
+        if not relative:
+            return None
+        path = self.folder / relative
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def samples(self) -> Optional[np.ndarray]:
+        """The fixed probe samples whose maps are tracked (``None`` without the explanation probe)."""
+        return self.array(self.meta.get("samples_file"))
+
+    def probe_names(self) -> List[str]:
+        """Every probe value recorded in any epoch, in first-seen order."""
+        names: List[str] = []
+        for e in self.epochs:
+            for k in (e.get("probes") or {}):
+                if k not in names:
+                    names.append(k)
+        return names
+
+
+def read_history(folder: Union[str, os.PathLike]) -> TrainingHistory:
+    """Read a monitor folder (or its ``history.jsonl``); safe while training still appends to it.
+
+    Raises:
+        EmptyDataError: no history file, or one without a single complete record.
+    """
+    path = Path(folder)
+    file = path if path.is_file() else path / HISTORY_FILE
+    if not file.is_file():
+        raise EmptyDataError(f"no training history at {file}; pass the folder a reports.Monitor wrote (out=...)")
+    h = TrainingHistory(folder=file.parent)
+    with open(file, "rb") as fh:
+        data = fh.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines:
+        lines.pop()  # no newline yet: a record still being written
+        h.skipped += 1
+    for raw in lines:
+        try:
+            rec = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            h.skipped += 1
+            continue
+        kind = rec.get("type") if isinstance(rec, dict) else None
+        if kind == "meta":
+            h.meta = rec
+        elif kind == "step":
+            h.steps.append(rec)
+        elif kind == "epoch":
+            h.epochs.append(rec)
+        else:
+            h.skipped += 1
+    if not (h.meta or h.steps or h.epochs):
+        raise EmptyDataError(f"{file} holds no complete record yet")
+    return h

@@ -1,0 +1,331 @@
+"""``reports.Monitor``: watch a training run — scalars per step and epoch, cheap probes at epoch ends.
+
+The monitor records loss, learning rate, gradient norm, wall time and throughput per step and per
+epoch into a JSON-lines history (see :mod:`reports.history`), runs the probes of
+:mod:`robustness.probes` on a fixed probe set at epoch ends, shows a live figure in notebooks and a
+one-line progress bar in terminals. Probes run in eval mode inside the wrapper's sessions and inside
+:func:`robustness.probes.preserved_training_state`, so a run with the monitor trains bit for bit
+like a run without it.
+
+Example:
+    >>> mon = reports.Monitor(m, probe=(x_val, y_val), probes=["accuracy", "explanations"], out="runs/exp1")
+    >>> for epoch in range(epochs):                                   # doctest: +SKIP
+    ...     for xb, yb in loader:
+    ...         loss = step(xb, yb)
+    ...         mon.step(loss=loss, lr=opt.param_groups[0]["lr"], batch_size=len(xb))
+    ...     mon.epoch_end()
+    >>> mon.close()
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import sys
+import time
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+import explain
+from explain import check_wrapper
+from explain.data import collect
+from explain.errors import InputShapeError
+from robustness import probes as P
+
+from .history import append_record, prepare_folder, read_history, save_array
+
+__all__ = ["Monitor", "PROBES"]
+
+#: probe name → what it records. Only ``accuracy`` is on by default.
+PROBES = {
+    "accuracy": "accuracy, macro precision / recall / F1 and ECE on the probe set",
+    "explanations": "maps of a registered explainer on a few fixed samples and their rank correlation to last epoch's",
+    "robustness": "robust accuracy at one ε with a short PGD",
+    "ood": "AUROC of one OOD detector separating the probe set from a probe OOD set",
+}
+
+
+def _scalar(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        value = value.detach()
+        if value.numel() != 1:
+            raise InputShapeError(f"expected a scalar (one number), got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputShapeError(f"expected a number, got {type(value).__name__}") from None
+
+
+def gradient_norm(model: torch.nn.Module) -> Optional[float]:
+    """The global L2 norm of the parameters' current gradients (``None`` when none has a gradient)."""
+    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
+    if not norms:
+        return None
+    return float(torch.stack(norms).norm())
+
+
+class Monitor:
+    """Record a training run and probe the model at epoch ends.
+
+    Args:
+        model: an ``explain.ModelWrapper`` around the network being trained.
+        probe: the fixed probe set, ``(inputs, labels)`` (or a ``Dataset``/``DataLoader``).
+            Keep it small (a few hundred samples): probes run on all of it every epoch.
+        every: ``"epoch"`` (probe at every epoch end) or an int ``k`` (every ``k``-th epoch).
+        probes: names from :data:`PROBES`; default ``["accuracy"]``.
+        out: folder for the history; ``None`` keeps records in memory only (``.records``).
+        explainer: registered explainer for the ``explanations`` probe (default Grad-CAM).
+        explain_samples: how many fixed probe samples it explains.
+        eps, attack_steps: the ``robustness`` probe's budget (default per input kind) and PGD steps.
+        ood: probe OOD inputs for the ``ood`` probe; ``ood_detector`` names the detector.
+        log_every: write every ``k``-th step record (epoch records are always written).
+        steps_per_epoch: the progress bar's length, if known.
+        live: ``"auto"`` (on in Jupyter), ``True`` or ``False``: a figure that updates in place.
+        progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
+        resume: continue a history already in ``out`` instead of refusing to touch it.
+        seed: seeds the attack's random start.
+
+    Raises:
+        InputShapeError: unknown probe names, a probe that needs labels or OOD data without them,
+            or an ``out`` folder that holds other files.
+    """
+
+    def __init__(self, model: Any, probe: Any = None, *, every: Union[str, int] = "epoch",
+                 probes: Optional[Sequence[str]] = None, out: Any = None, explainer: str = "gradcam",
+                 explain_samples: int = 4, explainer_params: Optional[dict] = None, eps: Optional[float] = None,
+                 attack_steps: int = 5, ood: Any = None, ood_detector: str = "energy", log_every: int = 1,
+                 steps_per_epoch: Optional[int] = None, live: Union[str, bool] = "auto",
+                 progress: Union[str, bool] = "auto", resume: bool = False, seed: int = 0) -> None:
+        self.wrapper = check_wrapper(model)
+        self.probes = list(probes) if probes is not None else ["accuracy"]
+        unknown = [p for p in self.probes if p not in PROBES]
+        if unknown:
+            raise InputShapeError(f"unknown probes {unknown}; available: {', '.join(PROBES)}")
+        if every != "epoch" and not (isinstance(every, int) and every >= 1):
+            raise InputShapeError(f"every must be 'epoch' or a positive number of epochs, got {every!r}")
+        self.every = 1 if every == "epoch" else int(every)
+        self.x, self.y = (None, None)
+        if probe is not None:
+            self.x, self.y = collect(probe)
+            self.wrapper.check_inputs(self.x, name="probe")
+        if self.probes and self.x is None:
+            raise InputShapeError(f"probes {self.probes} need a probe set: pass probe=(inputs, labels)")
+        needs_labels = [p for p in self.probes if p in ("accuracy", "robustness")]
+        if needs_labels and self.y is None:
+            raise InputShapeError(f"probes {needs_labels} need labels: pass probe=(inputs, labels)")
+        self.ood_x = None
+        if "ood" in self.probes:
+            if ood is None:
+                raise InputShapeError("the 'ood' probe needs out-of-distribution inputs: pass ood=...")
+            self.ood_x, _ = collect(ood)
+            self.wrapper.check_inputs(self.ood_x, name="ood")
+        if "explanations" in self.probes:
+            explain.get_explainer(explainer)
+        self.explainer, self.explainer_params = explainer, dict(explainer_params or {})
+        self.explain_samples, self.eps, self.attack_steps = int(explain_samples), eps, int(attack_steps)
+        self.ood_detector, self.log_every, self.seed = ood_detector, max(1, int(log_every)), int(seed)
+        self.steps_per_epoch = steps_per_epoch
+        self.records: list = []
+        self._prev_maps: Optional[torch.Tensor] = None
+        self.epoch, self.global_step = 0, 0
+        self.folder = prepare_folder(out, resume) if out is not None else None
+        if self.folder is not None and resume and (self.folder / "history.jsonl").exists():
+            h = read_history(self.folder)
+            self.epoch = max((int(e.get("epoch", 0)) for e in h.epochs), default=0)
+            self.global_step = max((int(s.get("step", 0)) for s in h.steps), default=0)
+            last = [e for e in h.epochs if e.get("maps")]
+            maps = h.array(last[-1]["maps"]) if last else None
+            self._prev_maps = None if maps is None else torch.from_numpy(maps.astype(np.float32))
+        self._reset_epoch()
+        self._write(self._meta(), sync=True)
+        self._live = _want_live(live)
+        self._view = None
+        self._bar = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1)
+
+    # ------------------------------------------------------------------ recording
+    def _meta(self) -> dict:
+        m = self.wrapper
+        meta = {"type": "meta", "xaiscope_version": explain.__version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                "model": type(m.model).__name__, "input_kind": m.input_kind, "class_names": m.class_names,
+                "probes": self.probes, "every": self.every, "probe_size": 0 if self.x is None else len(self.x),
+                "explainer": self.explainer if "explanations" in self.probes else None,
+                "eps": (P.DEFAULT_PROBE_EPS[m.input_kind] if self.eps is None else self.eps)
+                if "robustness" in self.probes else None,
+                "attack_steps": self.attack_steps if "robustness" in self.probes else None,
+                "ood_detector": self.ood_detector if "ood" in self.probes else None, "samples_file": None,
+                "start_epoch": self.epoch, "seed": self.seed}
+        if "explanations" in self.probes:
+            xs = self.x[: self.explain_samples]
+            meta["samples_file"] = "samples.npy"
+            meta["sample_labels"] = None if self.y is None else self.y[: self.explain_samples].tolist()
+            if self.folder is not None:
+                save_array(self.folder, "samples.npy", xs.detach().cpu().numpy())
+        return meta
+
+    def _write(self, record: dict, sync: bool = False) -> None:
+        self.records.append(record)
+        if self.folder is not None:
+            append_record(self.folder, record, sync=sync)
+
+    def _reset_epoch(self) -> None:
+        self._losses: list = []
+        self._norms: list = []
+        self._samples = 0
+        self._lr: Optional[float] = None
+        now = time.perf_counter()
+        self._epoch_start = self._last_step = now
+
+    def step(self, loss: Any = None, lr: Any = None, *, grad_norm: Any = None, batch_size: Optional[int] = None,
+             **scalars: Any) -> dict:
+        """Record one training step. Call it after ``backward()`` (before or after ``optimizer.step()``).
+
+        Args:
+            loss: the step's loss (a number or a one-element tensor; read, never back-propagated).
+            lr: the learning rate used.
+            grad_norm: the gradient norm if you computed it (e.g. from clipping); by default the
+                monitor reads the parameters' ``.grad`` buffers (``None`` when there are none).
+            batch_size: samples in the step, for throughput.
+            **scalars: any other number to record with the step.
+
+        Returns:
+            The step record.
+        """
+        now = time.perf_counter()
+        dt = now - self._last_step
+        self._last_step = now
+        self.global_step += 1
+        loss_v, lr_v = _scalar(loss), _scalar(lr)
+        norm = _scalar(grad_norm) if grad_norm is not None else gradient_norm(self.wrapper.model)
+        if loss_v is not None and math.isfinite(loss_v):
+            self._losses.append(loss_v)
+        if norm is not None and math.isfinite(norm):
+            self._norms.append(norm)
+        if lr_v is not None:
+            self._lr = lr_v
+        if batch_size:
+            self._samples += int(batch_size)
+        rec = {"type": "step", "epoch": self.epoch + 1, "step": self.global_step, "loss": loss_v, "lr": lr_v,
+               "grad_norm": norm, "seconds": dt, "samples_per_s": (batch_size / dt) if batch_size and dt > 0 else None,
+               **{k: _scalar(v) for k, v in scalars.items()}}
+        if self.global_step % self.log_every == 0:
+            self._write(rec)
+        else:
+            self.records.append(rec)
+        if self._bar is not None:
+            self._bar.update(1)
+            if loss_v is not None:
+                self._bar.set_postfix_str(f"loss {loss_v:.4g}" + (f" lr {lr_v:.2g}" if lr_v is not None else ""),
+                                          refresh=False)
+        return rec
+
+    def epoch_end(self, **scalars: Any) -> dict:
+        """Close the epoch: aggregate its steps, run the probes if due, write the epoch record.
+
+        Args:
+            **scalars: numbers to record with the epoch (e.g. ``val_loss=...``).
+
+        Returns:
+            The epoch record (``probes`` holds every probe value).
+        """
+        seconds = time.perf_counter() - self._epoch_start
+        self.epoch += 1
+        rec = {"type": "epoch", "epoch": self.epoch, "step": self.global_step,
+               "loss": float(np.mean(self._losses)) if self._losses else None, "lr": self._lr,
+               "grad_norm": float(np.mean(self._norms)) if self._norms else None, "seconds": seconds,
+               "samples_per_s": self._samples / seconds if self._samples and seconds > 0 else None,
+               **{k: _scalar(v) for k, v in scalars.items()}, "probes": {}, "probe_seconds": 0.0, "maps": None}
+        if self.probes and self.epoch % self.every == 0:
+            start = time.perf_counter()
+            rec["probes"], maps = self._run_probes()
+            if maps is not None and self.folder is not None:
+                rec["maps"] = save_array(self.folder, f"maps/epoch-{self.epoch:04d}.npy", maps.numpy().astype(np.float16))
+            rec["probe_seconds"] = time.perf_counter() - start
+        self._write(rec, sync=True)
+        self._show()
+        if self._bar is not None:
+            acc = rec["probes"].get("accuracy")
+            self._bar.set_postfix_str(f"epoch {self.epoch} loss {rec['loss'] or float('nan'):.4g}"
+                                      + (f" acc {acc:.3f}" if acc is not None else ""))
+            self._bar.reset(total=self.steps_per_epoch)
+            self._bar.set_description_str(f"epoch {self.epoch + 1}")
+        self._reset_epoch()
+        return rec
+
+    def _run_probes(self):
+        m, x, y = self.wrapper, self.x, self.y
+        out: dict = {}
+        maps = None
+        with P.preserved_training_state(m.model):
+            if "accuracy" in self.probes:
+                out.update(P.classification_probe(m, x, y))
+            if "explanations" in self.probes:
+                xs = x[: self.explain_samples]
+                target = None if y is None else y[: self.explain_samples]
+                r = P.explanation_probe(m, xs, target, method=self.explainer, previous=self._prev_maps,
+                                        params=self.explainer_params)
+                maps = r["maps"]
+                self._prev_maps = maps
+                out["explanation_rank_correlation"] = r["rank_correlation"]
+            if "robustness" in self.probes:
+                out["robust_accuracy"] = P.robustness_probe(m, x, y, eps=self.eps, steps=self.attack_steps,
+                                                            seed=self.seed)["robust_accuracy"]
+            if "ood" in self.probes:
+                out["ood_auroc"] = P.ood_probe(m, x, y, self.ood_x, detector=self.ood_detector)["ood_auroc"]
+        return out, maps
+
+    # ------------------------------------------------------------------ views
+    def _show(self) -> None:
+        if not self._live:
+            return
+        from IPython.display import Image, display  # lazily: notebooks only
+
+        from ._png import to_png
+        from .figures_training import progress_figure
+        png = to_png(progress_figure(self.records), dpi=80)
+        if self._view is None:
+            self._view = display(Image(png), display_id=True)
+        else:
+            self._view.update(Image(png))
+
+    def close(self) -> None:
+        """Close the progress bar. The history is complete after every ``epoch_end`` already."""
+        if self._bar is not None:
+            self._bar.set_description_str(f"{self.epoch} epoch(s) done")
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Monitor(probes={self.probes}, every={self.every}, out={str(self.folder) if self.folder else None!r}, "
+                f"epoch={self.epoch})")
+
+
+def _in_notebook() -> bool:
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _want_live(live: Union[str, bool]) -> bool:
+    return _in_notebook() if live == "auto" else bool(live)
+
+
+def _progress_bar(progress: Union[str, bool], live: bool, total: Optional[int], epoch: int):
+    on = (not live and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) if progress == "auto" else bool(progress)
+    if not on:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=f"epoch {epoch}", leave=True, dynamic_ncols=True, unit="step")
