@@ -130,6 +130,7 @@ def build_report(
     vocab: Optional[List[str]] = None,
     title: Optional[str] = None,
     dpi: int = 110,
+    masks: Any = None,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
@@ -145,6 +146,8 @@ def build_report(
         samples: rows in the explanation gallery.
         seed: seeds every stochastic step.
         vocab: id → word list so token models show words.
+        masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
+            with ``data``; the trust section then reports pointing game and relevance mass.
 
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
@@ -169,6 +172,9 @@ def build_report(
     cfg["explanations"].setdefault("samples", samples)
     ctx = ReportContext(wrapper=model, x=x, y=y, ood_x=ood_x, config=cfg, seed=seed, dpi=dpi, vocab=vocab)
     wanted = list(sections) if sections is not None else list(SECTION_BUILDERS)
+    ctx.cache["sections"] = tuple(wanted)
+    if masks is not None:
+        ctx.cache["masks"] = masks
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]
     if unknown:
         raise InputShapeError(f"unknown report sections {unknown}; available: {', '.join(SECTION_BUILDERS)}")

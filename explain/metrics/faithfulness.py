@@ -75,6 +75,7 @@ def deletion_insertion(
     n_random: int = 2,
     output: str = "probability",
     seed: int = 0,
+    params: Optional[dict] = None,
     batch_size: Optional[int] = None,
 ) -> Dict[str, MetricResult]:
     """Deletion and/or insertion curves of one explanation, each against random orders, in one batched pass.
@@ -93,6 +94,8 @@ def deletion_insertion(
         n_random: random orders per sample for the comparison.
         output: ``"probability"`` (default) or ``"logit"`` of the target class.
         seed: seeds the random orders and the bootstrap.
+        params: the explainer's call arguments, when ``attribution.params`` does not record all that
+            fixes its features (e.g. LIME's ``n_segments``).
 
     Returns:
         ``{"deletion": MetricResult, "insertion": MetricResult}`` (those asked for). ``values`` = AUC
@@ -121,8 +124,9 @@ def deletion_insertion(
         if tuple(values.shape) != (len(xd),) + size:
             raise InputShapeError(f"attribution values have shape {tuple(values.shape)}; expected "
                                   f"{(len(xd),) + size} for these inputs")
-        groups = method_groups(wrapper, xd, attribution.method, attribution.params, features).to(wrapper.device)
-        base = method_baseline(wrapper, xd, attribution.method, attribution.params, groups, baseline)
+        mp = {**attribution.params, **(params or {})}
+        groups = method_groups(wrapper, xd, attribution.method, mp, features).to(wrapper.device)
+        base = method_baseline(wrapper, xd, attribution.method, mp, groups, baseline)
         nf = groups.reshape(len(xd), -1).amax(1) + 1
         ranks = feature_ranks(values.to(wrapper.device), groups)
         gen = torch.Generator().manual_seed(seed)

@@ -4,8 +4,10 @@
 An explanation that explains the *model* must change when the model's learnt weights are destroyed.
 Layers are re-initialised top first (``mode="cascading"``: the top layer, then the top two, ... until
 every layer is random) or one at a time (``mode="independent"``), the method is re-run on the
-randomised copy, and each new map is compared with the original one by Spearman rank correlation (of
-absolute values by default, as in the paper and in Quantus) and SSIM.
+randomised copy, and each new map is compared with the original one by Spearman rank correlation and
+SSIM. xaiscope's maps are signed, and the comparison keeps the sign by default: a map whose evidence
+flips from 'for' to 'against' has changed. ``absolute=True`` compares magnitudes only (the paper's
+and Quantus's default), which is stricter for methods whose magnitude follows image structure.
 
 Verdict: *passes* when the similarity after randomising every layer is clearly below what two runs
 of the same method on the same, untouched model give. "Clearly" means: the paired 95 % bootstrap
@@ -76,7 +78,7 @@ def randomization(
     mode: str = "cascading",
     layers: Optional[Sequence[str]] = None,
     steps: Optional[int] = None,
-    absolute: bool = True,
+    absolute: bool = False,
     margin: float = MARGIN,
     seed: int = 0,
     quick: bool = False,
@@ -94,7 +96,7 @@ def randomization(
         layers: module names to randomise, top first (default :func:`randomizable_layers`).
         steps: evaluate only this many cascade steps, spread from the top layer to all layers
             (default all; ``quick=True`` uses 2: the top layer alone and every layer).
-        absolute: compare absolute maps (as Adebayo et al. and Quantus do).
+        absolute: compare absolute maps (Adebayo et al.'s and Quantus's default); default signed.
         margin: how far below the same-method-twice baseline the similarity must fall (see module doc).
         seed: seeds the re-initialisation.
         quick: fewer steps, for large models.

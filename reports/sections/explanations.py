@@ -61,13 +61,15 @@ def build(ctx: ReportContext) -> Section:
             failures[method] = f"{type(error).__name__}: {error}"
             blocks.append(Text(f"{method} could not be computed: {failures[method]}", kind="warning"))
     ok = [mt for mt in methods if mt in results]
+    from .trust import failed_checks  # the trust section computes; the gallery only marks its failures
+    marks = failed_checks(ctx)
     cost = [[mt, results[mt].layer or "—", f"{results[mt].seconds:.2f}",
              f"{results[mt].seconds / len(x) * 1000:.0f}",
              ", ".join(f"{q} mean {float(v.float().mean()):.3f}" for q, v in results[mt].quality.items()) or "—"]
             for mt in ok]
     blocks.append(Table(["method", "layer", "seconds", "ms / sample", "trust measures"], cost,
                         caption="What each explanation cost"))
-    summary = {"samples": [], "methods": ok, "failures": failures,
+    summary = {"samples": [], "methods": ok, "failures": failures, "failed_trust_checks": marks,
                "seconds": {mt: results[mt].seconds for mt in ok}}
     for row, i in enumerate(idx.tolist()):
         p = int(pred[i])
@@ -75,7 +77,7 @@ def build(ctx: ReportContext) -> Section:
         verdict = "" if truth is None else ("correct" if truth == p else f"MISCLASSIFIED (true: {names[truth]})")
         title = f"sample {i}: predicted {names[p]} ({float(probs[i, p]):.0%}) {verdict}".strip()
         maps = [figures.normalise(results[mt].values[row]) for mt in ok]
-        notes = [_note(results[mt], row) for mt in ok]
+        notes = [_note(results[mt], row) + (f" · ⚠ failed {', '.join(marks[mt])}" if mt in marks else "") for mt in ok]
         summary["samples"].append({"index": i, "predicted": p, "label": truth, "confidence": float(probs[i, p]),
                                    "quality": {mt: {q: float(v[row]) for q, v in results[mt].quality.items()} for mt in ok}})
         if not ok:

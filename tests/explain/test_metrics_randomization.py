@@ -16,8 +16,8 @@ from explain.registry import EXPLAINERS
 
 N = 8
 CHEAP = {"occlusion": {"window": 8, "stride": 4}, "integrated_gradients": {"steps": 8},
-         "lime": {"n_samples": 150, "features": "grid", "n_segments": 64},
-         "shap": {"n_samples": 128, "features": "grid", "n_segments": 64}}
+         "lime": {"n_samples": 200, "features": "grid", "n_segments": 16},
+         "shap": {"n_samples": 200, "features": "grid", "n_segments": 16}}
 
 
 def edge_map(model, x, target=None, **_):
@@ -114,7 +114,8 @@ def test_cascading_randomisation_agrees_with_quantus_mprt(cnn):
     metric = quantus.MPRT(seed=41, layer_order="top_down", abs=True, normalise=True, disable_warnings=True)
     ref = metric(model=copy.deepcopy(cnn.net).eval(), x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None,
                  explain_func=explain_func, channel_first=True, device="cpu")
-    ours = explain.metrics.randomization(cnn.wrapper, x, "integrated_gradients", target=y, params={"steps": 8}, seed=42)
+    ours = explain.metrics.randomization(cnn.wrapper, x, "integrated_gradients", target=y, params={"steps": 8}, seed=42,
+                                             absolute=True)
     assert ours.details["layers"] == [k for k in ref if k != "original"]
     for step, layer in enumerate(ours.details["layers"]):
         assert np.allclose(ours.details["spearman"][step].numpy(), np.asarray(ref[layer]), atol=1e-4), layer
