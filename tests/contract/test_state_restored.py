@@ -100,3 +100,21 @@ def test_explainer_restores_state_when_the_model_raises(name, fixture, request):
         EXPLAINERS[name](m, d.x[:2], 0, **params_for(name, m.input_kind))
     net.calls = -10**9  # stop exploding so the snapshot can be compared
     assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("fixture", ["cnn", "gru", "transformer"])
+def test_model_randomisation_leaves_the_users_model_exactly_as_it_was(fixture, request):
+    d = request.getfixturevalue(fixture)
+    net = copy.deepcopy(d.net)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, d.wrapper.input_kind, device="cpu")
+    for mode in ("cascading", "independent"):
+        r = explain.metrics.randomization(m, d.x[:2], "gradcam", mode=mode, steps=2)
+        assert r.values.shape == (2,)
+    assert_unchanged(net, before)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        explain.metrics.randomization(explain.ModelWrapper(Exploding(net, fail_at=2), d.wrapper.input_kind, device="cpu"),
+                                      d.x[:2], "gradcam", target=0, steps=1)
+    assert_unchanged(net, before)
