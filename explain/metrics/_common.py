@@ -76,15 +76,17 @@ def method_groups(wrapper: ModelWrapper, x: torch.Tensor, method: str, params: d
         f = None if isinstance(f, str) and f in _NOT_REPLAYABLE else f
         return feat.feature_groups(kind, xc, f, n_segments=int(params.get("n_segments", 50)),
                                    window=params.get("window"))
+    stride = params.get("stride") if method == "occlusion" else None
+    stride = [stride] if isinstance(stride, int) else stride
     if kind == "image":
         h, w = xc.shape[2:]
-        if method == "occlusion" and params.get("stride"):
-            cell = cell or int(min(params["stride"]))
+        if stride:
+            cell = cell or int(min(stride))
         return feat.image_groups(xc, "grid", cell=cell or max(1, min(h, w) // 8))
     if kind == "tokens":
         return feat.sequence_groups(n, xc.shape[1], 1)
-    if method == "occlusion" and params.get("stride"):
-        return feat.sequence_groups(n, xc.shape[1], int(params["stride"][0]))
+    if stride:
+        return feat.sequence_groups(n, xc.shape[1], int(stride[0]))
     return feat.sequence_groups(n, xc.shape[1], max(1, xc.shape[1] // 16))
 
 

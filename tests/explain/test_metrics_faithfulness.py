@@ -10,7 +10,7 @@ import torch
 import explain
 from explain.metrics.faithfulness import auc, feature_ranks
 
-from .test_metrics_randomization import CHEAP, edge_map
+from .test_metrics_randomization import CHEAP
 
 N = 8
 
@@ -40,21 +40,27 @@ def test_real_methods_beat_random_order_on_deletion_and_insertion(cnn, method):
     assert torch.allclose(curve[:, 0], torch.softmax(cnn.wrapper.logits(x), 1).gather(1, a.target[:, None])[:, 0], atol=1e-5)
 
 
-def test_input_only_explainer_is_not_better_than_random_on_deletion(cnn):
+def test_a_reversed_map_is_worse_than_random_on_deletion(cnn):
     x = cnn.x[:N]
-    r = explain.metrics.deletion(cnn.wrapper, x, edge_map(cnn.wrapper, x), steps=10)
-    assert r.details["gain_aggregate"] < 0.2
+    a = explain.gradcam(cnn.wrapper, x)
+    flipped = explain.Attribution(values=-a.values, method="gradcam", target=a.target)
+    r = explain.metrics.deletion(cnn.wrapper, x, flipped, steps=10)
+    assert r.verdict == "not better than random" and r.details["gain_aggregate"] < 0
     assert r.values.shape == (N,) and r.higher_is_better is False
 
 
 def test_deletion_curve_matches_quantus_pixel_flipping(cnn):
     quantus = pytest.importorskip("quantus")
-    x = cnn.x[:4]
-    a = explain.integrated_gradients(cnn.wrapper, x, steps=8)
-    ours = explain.metrics.deletion(cnn.wrapper, x, a, features="pixels", baseline=0.0, steps=32)
-    metric = quantus.PixelFlipping(features_in_step=96, perturb_baseline=0.0, normalise=False, abs=False,
+    from explain.zoo import SmallCNN
+    torch.manual_seed(0)
+    net = SmallCNN(in_channels=1, num_classes=4).eval()  # one channel: Quantus flips elements, xaiscope pixels
+    m = explain.ModelWrapper(net, "image", device="cpu")
+    x = cnn.x[:4].mean(1, keepdim=True)
+    a = explain.integrated_gradients(m, x, steps=8)
+    ours = explain.metrics.deletion(m, x, a, features="pixels", baseline=0.0, steps=32)
+    metric = quantus.PixelFlipping(features_in_step=32, perturb_baseline=0.0, normalise=False, abs=False,
                                    disable_warnings=True)
-    ref = np.asarray(metric(model=cnn.net, x_batch=x.numpy(), y_batch=a.target.numpy(), a_batch=a.values[:, None].numpy(),
+    ref = np.asarray(metric(model=net, x_batch=x.numpy(), y_batch=a.target.numpy(), a_batch=a.values[:, None].numpy(),
                             channel_first=True, softmax=True, device="cpu"))
     assert np.allclose(ours.details["curve"][:, 1:].numpy(), ref, atol=1e-5)
 

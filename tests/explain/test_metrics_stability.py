@@ -19,10 +19,15 @@ def test_sensitivity_matches_captum_sensitivity_max_with_the_same_noise(cnn):
     t = cnn.wrapper.predict(x)
 
     def explanation(inputs, target):
+        inputs = inputs[0] if isinstance(inputs, tuple) else inputs
         return explain.gradcam(cnn.wrapper, inputs, target).values
 
-    ref = sensitivity_max(explanation, x, perturb_func=lambda inputs, perturb_radius=radius: (inputs + noise).clamp(0, 1),
-                          n_perturb_samples=s, target=t)
+    def perturb(inputs, perturb_radius=radius):
+        if isinstance(inputs, tuple):
+            return tuple((i + noise).clamp(0, 1) for i in inputs)
+        return (inputs + noise).clamp(0, 1)
+
+    ref = sensitivity_max(explanation, x, perturb_func=perturb, n_perturb_samples=s, target=t)
     ours = explain.metrics.sensitivity(cnn.wrapper, x, "gradcam", target=t, noise=noise)
     assert torch.allclose(ours.values, ref.float(), rtol=1e-4, atol=1e-6)
     assert ours.higher_is_better is False
