@@ -20,7 +20,7 @@ def test_sensitivity_matches_captum_sensitivity_max_with_the_same_noise(cnn):
 
     def explanation(inputs, target):
         inputs = inputs[0] if isinstance(inputs, tuple) else inputs
-        return explain.gradcam(cnn.wrapper, inputs, target).values
+        return (explain.gradcam(cnn.wrapper, inputs, target).values,)  # captum iterates over a tuple
 
     def perturb(inputs, perturb_radius=radius):
         if isinstance(inputs, tuple):
