@@ -110,7 +110,7 @@ def test_model_randomisation_leaves_the_users_model_exactly_as_it_was(fixture, r
     next(net.parameters()).requires_grad_(False)
     before = snapshot(net)
     m = explain.ModelWrapper(net, d.wrapper.input_kind, device="cpu")
-    for mode in ("cascading", "independent"):
+    for mode in ("cascading", "independent") if fixture == "cnn" else ("cascading",):
         r = explain.metrics.randomization(m, d.x[:2], "gradcam", mode=mode, steps=2)
         assert r.values.shape == (2,)
     assert_unchanged(net, before)
