@@ -24,6 +24,7 @@ from .methods.occlusion import occlusion
 from .methods.saliency import saliency, smoothgrad
 from .model import ModelWrapper, check_wrapper
 from .registry import EXPLAINERS, available_explainers, get_explainer, run_explainer
+from . import metrics  # noqa: E402 - after the registry it imports
 
 __version__ = "0.1.0"
 
@@ -55,5 +56,6 @@ __all__ = [
     "available_explainers",
     "get_explainer",
     "run_explainer",
+    "metrics",
     "__version__",
 ]

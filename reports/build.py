@@ -149,6 +149,7 @@ def build_report(
     dpi: int = 110,
     force: bool = False,
     history: Union[str, os.PathLike, None] = None,
+    masks: Any = None,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
@@ -169,6 +170,8 @@ def build_report(
         force: with ``out``, also write into a non-empty folder that is not an earlier report (only
             the report's own files are written; nothing else is touched or deleted).
         history: a folder ``reports.Monitor`` wrote; adds the "Training" section.
+        masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
+            with ``data``; the trust section then reports pointing game and relevance mass.
 
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
@@ -208,6 +211,9 @@ def build_report(
     ctx = ReportContext(wrapper=model, x=x, y=y, ood_x=ood_x, config=cfg, seed=seed, dpi=dpi, vocab=vocab,
                         history=None if history is None else str(history))
     wanted = list(sections) if sections is not None else [s for s in SECTION_BUILDERS if _applies(s, ctx)]
+    ctx.cache["sections"] = tuple(wanted)
+    if masks is not None:
+        ctx.cache["masks"] = masks
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]
     if unknown:
         raise InputShapeError(f"unknown report sections {unknown}; available: {', '.join(SECTION_BUILDERS)}")

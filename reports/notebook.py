@@ -83,6 +83,16 @@ def ood_html(evaluation: Any) -> str:
     return f"<div>{table}{roc}</div>"
 
 
+def metric_html(result: Any) -> str:
+    """An ``explain.metrics.MetricResult`` as HTML: its headline, verdict, interval and cost."""
+    rows = [["aggregate", f"{result.aggregate:.4g}" + (" (lower is better)" if not result.higher_is_better else "")],
+            ["verdict", result.verdict or "—"],
+            ["interval", "—" if result.interval is None else f"{result.interval[0]:.3g} … {result.interval[1]:.3g}"],
+            ["samples", len(result)], ["seconds", f"{result.seconds:.2f}"]]
+    rows += [[k, v] for k, v in result.params.items() if not isinstance(v, dict)]
+    return f"<div><b>{html.escape(result.metric)}</b> of {html.escape(result.method)}{_table(rows, ['', 'value'])}</div>"
+
+
 def register(ip: Optional[Any] = None) -> bool:
     """Register the HTML formatters with IPython; returns False outside IPython."""
     if ip is None:
@@ -101,4 +111,6 @@ def register(ip: Optional[Any] = None) -> bool:
     fmt.for_type(robustness.RobustAccuracyResult, curve_html)
     fmt.for_type(robustness.CorruptionResult, curve_html)
     fmt.for_type(robustness.OODEvaluation, ood_html)
+    from explain.metrics import MetricResult
+    fmt.for_type(MetricResult, metric_html)
     return True

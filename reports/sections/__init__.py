@@ -7,6 +7,7 @@ SECTION_BUILDERS = {
     "model_card": "reports.sections.model_card",
     "performance": "reports.sections.performance",
     "explanations": "reports.sections.explanations",
+    "trust": "reports.sections.trust",
     "robustness": "reports.sections.robustness",
     "ood": "reports.sections.ood",
     "features": "reports.sections.features",

@@ -71,13 +71,15 @@ def build(ctx: ReportContext) -> Section:
             attn = attention(m, x)
         except Exception as error:  # noqa: BLE001 - the gallery stands without it
             blocks.append(Text(f"attention maps could not be computed: {type(error).__name__}: {error}", kind="warning"))
+    from .trust import failed_checks  # the trust section computes; the gallery only marks its failures
+    marks = failed_checks(ctx)
     cost = [[mt, results[mt].layer or "—", f"{results[mt].seconds:.2f}",
              f"{results[mt].seconds / len(x) * 1000:.0f}",
              ", ".join(f"{q} mean {float(v.float().mean()):.3f}" for q, v in results[mt].quality.items()) or "—"]
             for mt in ok]
     blocks.append(Table(["method", "layer", "seconds", "ms / sample", "trust measures"], cost,
                         caption="What each explanation cost"))
-    summary = {"samples": [], "methods": ok, "failures": failures,
+    summary = {"samples": [], "methods": ok, "failures": failures, "failed_trust_checks": marks,
                "seconds": {mt: results[mt].seconds for mt in ok}}
     for row, i in enumerate(idx.tolist()):
         p = int(pred[i])
@@ -85,7 +87,7 @@ def build(ctx: ReportContext) -> Section:
         verdict = "" if truth is None else ("correct" if truth == p else f"MISCLASSIFIED (true: {names[truth]})")
         title = f"sample {i}: predicted {names[p]} ({float(probs[i, p]):.0%}) {verdict}".strip()
         maps = [figures.normalise(results[mt].values[row]) for mt in ok]
-        notes = [_note(results[mt], row) for mt in ok]
+        notes = [_note(results[mt], row) + (f" · ⚠ failed {', '.join(marks[mt])}" if mt in marks else "") for mt in ok]
         shown = list(ok)
         if attn is not None:
             rolled = figures_attention.rollout_values(attn)[row]

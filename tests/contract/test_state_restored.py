@@ -128,4 +128,21 @@ def test_feature_visualisation_leaves_model_state_unchanged(name, explode, cnn):
     else:
         FEATURE_CALLS[name](m, x)
     assert torch.equal(x, x_before)
+
+
+@pytest.mark.parametrize("fixture", ["cnn", "gru", "transformer"])
+def test_model_randomisation_leaves_the_users_model_exactly_as_it_was(fixture, request):
+    d = request.getfixturevalue(fixture)
+    net = copy.deepcopy(d.net)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, d.wrapper.input_kind, device="cpu")
+    for mode in ("cascading", "independent") if fixture == "cnn" else ("cascading",):
+        r = explain.metrics.randomization(m, d.x[:2], "gradcam", mode=mode, steps=2)
+        assert r.values.shape == (2,)
+    assert_unchanged(net, before)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        explain.metrics.randomization(explain.ModelWrapper(Exploding(net, fail_at=2), d.wrapper.input_kind, device="cpu"),
+                                      d.x[:2], "gradcam", target=0, steps=1)
     assert_unchanged(net, before)

@@ -1,0 +1,156 @@
+"""Explanation trust metrics: the full trust table against the explanations it judges, and each
+metric side by side with Quantus on the same work.
+
+Part 1 — the report's trust table (randomisation, deletion/insertion against random order, max-
+sensitivity) for 5 methods on the demo CNN (SmallCNN on handwritten digits, as ``xaiscope demo``
+trains it), as a multiple of the time the 5 explanations themselves take.
+
+Part 2 — the same metric, same inputs, same parameters, same attributions, xaiscope vs Quantus
+(``quantus`` package): cascading model-parameter randomisation (MPRT), pixel flipping and
+faithfulness correlation. Medians of interleaved runs; seconds per sample.
+
+Usage:
+    python benchmarks/bench_trust.py [--repeats 2] [--samples 32] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import explain  # noqa: E402
+from benchmarks._common import base_parser, interleaved_medians, machine_line, markdown_table  # noqa: E402
+from explain.zoo import SmallCNN, train_classifier  # noqa: E402
+from explain.zoo.bundled import load_digits_images  # noqa: E402
+
+METHODS = ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"]
+PARAMS = {"occlusion": {"window": 6, "stride": 3}}  # as the demo report
+
+
+def demo_cnn(seed: int = 0, n_train: int = 0):
+    digits = load_digits_images(seed=seed)
+    mean, std = digits.x_train.mean().item(), digits.x_train.std().item()
+    torch.manual_seed(seed)
+    n = n_train or len(digits.x_train)
+    net = train_classifier(SmallCNN(in_channels=1, num_classes=10, width=16), digits.x_train[:n], digits.y_train[:n],
+                           epochs=2, seed=seed, mean=torch.tensor(mean), std=torch.tensor(std))
+    m = explain.ModelWrapper(net, "image", class_names=digits.class_names, mean=[mean], std=[std], device="cpu")
+    return m, digits
+
+
+def trust_table(m, x, config: dict):
+    from reports.report import ReportContext
+    from reports.sections import trust
+    ctx = ReportContext(wrapper=m, x=x, y=None, config=config)
+    res = trust._compute(ctx)
+    return res
+
+
+def part1(m, x, repeats, modes=(False, True)):
+    rows, totals = [], []
+    for quick in modes:
+        cfg = {"explanations": {"methods": METHODS, "params": PARAMS}, "trust": {"samples": len(x), "quick": quick}}
+        expl, metric, per = [], [], {}
+        for _ in range(repeats):
+            res = trust_table(m, x, cfg)
+            assert not res["failures"], res["failures"]
+            expl.append(sum(r["explanation_seconds"] for r in res["methods"].values()))
+            metric.append(sum(r["metric_seconds"] for r in res["methods"].values()))
+            for name, r in res["methods"].items():
+                per.setdefault(name, []).append((r["explanation_seconds"], r["metric_seconds"],
+                                                 r["randomization"].verdict, r["curves"]["deletion"].verdict))
+        e, t = float(np.median(expl)), float(np.median(metric))
+        totals.append(["quick" if quick else "default", e, t, t / e])
+        if not quick:
+            for name, vals in per.items():
+                es, ms = np.median([v[0] for v in vals]), np.median([v[1] for v in vals])
+                rows.append([name, es / len(x) * 1000, ms / len(x) * 1000, ms / es, vals[0][2], vals[0][3]])
+    return rows, totals
+
+
+def part2(m, x, repeats):
+    import quantus
+    net = m.model
+    wrapped = copy.deepcopy(net)
+    mean, std = float(m.mean[0]), float(m.std[0])
+
+    class Normalised(torch.nn.Module):  # Quantus sees the same function of natural-unit inputs
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, z):
+            return self.inner((z - mean) / std)
+
+    qnet = Normalised(wrapped).eval()
+    y = m.predict(x)
+    a = explain.integrated_gradients(m, x, y, steps=16)
+    a_np = a.values[:, None].numpy()
+    x_np, y_np = x.numpy(), y.numpy()
+    d = x[0].numel()
+    size, runs = max(1, d // 10), 50
+
+    def q_explain(model, inputs, targets, **_):
+        w = explain.ModelWrapper(model, "image", device="cpu")
+        return explain.gradcam(w, torch.as_tensor(inputs), torch.as_tensor(targets)).values.numpy()[:, None]
+
+    n_layers = len(explain.metrics.randomizable_layers(net))
+    fns = {
+        "MPRT (gradcam, all layers) — xaiscope": lambda: explain.metrics.randomization(m, x, "gradcam", target=y, absolute=True),
+        "MPRT (gradcam, all layers) — Quantus": lambda: quantus.MPRT(disable_warnings=True)(
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=None, explain_func=q_explain, channel_first=True, device="cpu"),
+        "pixel flipping (IG, 28 steps) — xaiscope": lambda: explain.metrics.deletion(
+            m, x, a, features="pixels", baseline=0.0, steps=28, n_random=1),
+        "pixel flipping (IG, 28 steps) — Quantus": lambda: quantus.PixelFlipping(
+            features_in_step=d // 28, perturb_baseline=0.0, disable_warnings=True)(
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu"),
+        f"faithfulness correlation ({runs} runs) — xaiscope": lambda: explain.metrics.faithfulness_correlation(
+            m, x, a, n_runs=runs, subset_size=size, baseline=0.0, output="logit"),
+        f"faithfulness correlation ({runs} runs) — Quantus": lambda: quantus.FaithfulnessCorrelation(
+            nr_runs=runs, subset_size=size, perturb_baseline=0.0, disable_warnings=True)(
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu"),
+    }
+    med = interleaved_medians(fns, repeats, torch.device("cpu"))
+    rows = []
+    keys = list(fns)
+    for i in range(0, len(keys), 2):
+        ours, ref = med[keys[i]], med[keys[i + 1]]
+        rows.append([keys[i].split(" — ")[0], ours / len(x) * 1000, ref / len(x) * 1000, ref / ours])
+    return rows, n_layers
+
+
+def main() -> None:
+    p = base_parser(__doc__.splitlines()[0])
+    p.add_argument("--samples", type=int, default=32, help="samples judged (default 32)")
+    p.add_argument("--train", type=int, default=0, help="train the demo CNN on this many digits (default all)")
+    p.add_argument("--no-quick", action="store_true", help="skip the quick-mode trust table")
+    p.set_defaults(repeats=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    m, digits = demo_cnn(n_train=args.train)
+    x = digits.x_test[: args.samples]
+    print(f"# {machine_line(torch.device('cpu'))}; {digits.name} {tuple(x.shape[1:])}, {len(x)} samples "
+          f"(model trained in {time.perf_counter() - t0:.0f} s, accuracy "
+          f"{float((m.predict(digits.x_test[:500]) == digits.y_test[:500]).float().mean()):.1%})\n", flush=True)
+    rows2, n_layers = part2(m, x, args.repeats)
+    print(markdown_table(["metric (same inputs and parameters)", "xaiscope ms/sample", "Quantus ms/sample",
+                          "speed-up"], rows2))
+    print(f"\n({n_layers} randomisable layers)\n", flush=True)
+    rows, totals = part1(m, x, args.repeats, (False,) if args.no_quick else (False, True))
+    print(markdown_table(["method", "explanation ms/sample", "trust checks ms/sample", "× explanation",
+                          "randomisation", "deletion"], rows))
+    print()
+    print(markdown_table(["mode", "explanations s", "trust table s", "× explanations"], totals))
+    print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
