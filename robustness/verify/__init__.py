@@ -8,7 +8,8 @@ Example:
 
 from .bounds import METHODS, output_bounds
 from .graph import UnsupportedOperationError
+from .verify import certified_accuracy, verify
 from .results import CertifiedAccuracyResult, OutputBounds, VerificationResult
 
-__all__ = ["output_bounds", "METHODS", "UnsupportedOperationError", "OutputBounds", "VerificationResult",
+__all__ = ["output_bounds", "verify", "certified_accuracy", "METHODS", "UnsupportedOperationError", "OutputBounds", "VerificationResult",
            "CertifiedAccuracyResult"]

@@ -261,13 +261,15 @@ def _classify(node: fx.Node, modules, var: Dict[str, str], deps: List[str], valu
             if isinstance(mod, cls):
                 return mk(kind, slope=float(getattr(mod, "negative_slope", 0.0)))
         if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
+            if mod.ceil_mode or mod.return_indices:
+                raise _unsupported(node, modules, "ceil_mode / return_indices are not supported")
             return mk("max", pool=mod)
         if isinstance(mod, _AFFINE_MODULES):
             if isinstance(mod, (nn.Conv1d, nn.Conv2d)) and mod.padding_mode != "zeros":
                 raise _unsupported(node, modules, f"padding_mode={mod.padding_mode!r}")
             if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)) and (mod.training or mod.running_var is None):
                 raise _unsupported(node, modules, "batch norm must be in eval mode with running statistics")
-            return mk("affine", _abs_module(mod))
+            return mk("affine", _abs_module(mod), module=mod)
         raise _unsupported(node, modules)
     if node.op == "call_function":
         t = node.target
