@@ -98,10 +98,21 @@ def _unsupported(node: fx.Node, modules, why: str = "") -> UnsupportedOperationE
         "have a sound relaxation — remove or replace this op, or bound a sub-model")
 
 
-def trace(model: nn.Module) -> fx.GraphModule:
-    """``torch.fx.symbolic_trace`` with the failure turned into a toolkit error."""
+def trace(model: nn.Module, given: Optional[set] = None) -> fx.GraphModule:
+    """``torch.fx.symbolic_trace`` (optional arguments not ``given`` fixed to their defaults), with the
+    failure turned into a toolkit error."""
+    import inspect
+
+    concrete = {}
     try:
-        return fx.symbolic_trace(model)
+        params = list(inspect.signature(model.forward).parameters.values())[1:]
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.default is not inspect.Parameter.empty and p.name not in (given or set()):
+            concrete[p.name] = p.default
+    try:
+        return fx.symbolic_trace(model, concrete_args=concrete or None)
     except Exception as error:  # noqa: BLE001 - fx raises many kinds of errors
         raise UnsupportedModelError(
             f"the model could not be traced with torch.fx ({type(error).__name__}: {str(error)[:200]}); output "
@@ -142,7 +153,7 @@ def trace_graph(wrapper, x_center: torch.Tensor, extra: Dict[str, Any]) -> Bound
         UnsupportedModelError: tracing failed or the model has no usable input.
         UnsupportedOperationError: an op on the path from the input to the logits cannot be bounded.
     """
-    gm = trace(wrapper.model)
+    gm = trace(wrapper.model, set(extra))
     modules = _leaf_nn_modules_ok(gm)
     tokens = wrapper.input_kind == "tokens"
     emb_name = wrapper.embedding_layer()[0] if tokens else None
@@ -329,7 +340,8 @@ def _abs_functional(node: fx.Node, deps, env):
 
 def _scaled(node: fx.Node, modules, deps, mk, env) -> BNode:
     """``x * c`` or ``x / c`` with a constant ``c``; products of two input-dependent tensors are bilinear."""
-    if len(deps) != 1:
+    n_var = sum(1 for a in node.args if isinstance(a, fx.Node) and a.name in deps)
+    if len(deps) != 1 or n_var != 1:
         raise _unsupported(node, modules, "a product of two input-dependent tensors is not linear")
     first = node.args[0]
     div = node.target in (operator.truediv, torch.div) or node.target in ("div", "__truediv__")
