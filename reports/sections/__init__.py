@@ -9,4 +9,5 @@ SECTION_BUILDERS = {
     "explanations": "reports.sections.explanations",
     "robustness": "reports.sections.robustness",
     "ood": "reports.sections.ood",
+    "verification": "reports.sections.verification",
 }

@@ -8,7 +8,7 @@ Example:
 
 from .bounds import METHODS, output_bounds
 from .graph import UnsupportedOperationError
-from .verify import certified_accuracy, verify
+from .decide import certified_accuracy, verify
 from .results import CertifiedAccuracyResult, OutputBounds, VerificationResult
 
 __all__ = ["output_bounds", "verify", "certified_accuracy", "METHODS", "UnsupportedOperationError", "OutputBounds", "VerificationResult",

@@ -122,6 +122,7 @@ class CertifiedAccuracyResult:
     n: int
     seconds: float
     params: dict = field(default_factory=dict)
+    verifications: List[VerificationResult] = field(default_factory=list, repr=False)
 
     @property
     def unknown(self) -> List[float]:

@@ -160,9 +160,10 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
     clean_acc = float((wrapper.predict(x) == y).float().mean())
     cert = torch.ones(len(x), dtype=torch.bool)
     viol = torch.zeros(len(x), dtype=torch.bool)
-    certified, empirical, counts = [], [], []
+    certified, empirical, counts, runs = [], [], [], []
     for e in budgets:
         v = verify(wrapper, x, y, e, method, seed=seed, progress=progress, **params)
+        runs.append(v)
         cert &= v.mask("verified")
         viol |= v.mask("violated")
         cert &= ~viol
@@ -170,4 +171,4 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
         empirical.append(float((~viol).float().mean()))
         counts.append({"verified": int(cert.sum()), "violated": int(viol.sum()), "unknown": int((~cert & ~viol).sum())})
     return CertifiedAccuracyResult(budgets, clean_acc, certified, empirical, counts, method, len(x),
-                                   time.perf_counter() - start, {"seed": seed, **params})
+                                   time.perf_counter() - start, {"seed": seed, **params}, runs)
