@@ -35,7 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true", help="print only the report paths")
 
     for name, helptext in (("report", "audit a model on data and write an HTML report"),
-                           ("explain", "run one explainer on a few inputs and write PNGs")):
+                           ("explain", "run one explainer on a few inputs and write PNGs"),
+                           ("verify", "certify robustness per sample and print a verdict table")):
         r = sub.add_parser(name, help=helptext)
         r.add_argument("--config", help="TOML file with the same keys as these options, plus [checks] etc.")
         r.add_argument("--model", help="'package.module:factory' (with --weights) or a TorchScript/.pt2 file")
@@ -59,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
             r.add_argument("--methods", default=None, help="comma-separated explainers (default: gradcam,occlusion,lime,shap,integrated_gradients)")
             r.add_argument("--samples", type=int, default=None, help="gallery rows (default 6)")
             r.add_argument("--ood-data", default=None, help="out-of-distribution inputs (same formats as --data)")
+        elif name == "verify":
+            r.add_argument("--eps", default=None, help="comma-separated budgets in natural units, e.g. 0,0.004,0.008")
+            r.add_argument("--method", default=None, choices=["ibp", "crown", "alpha-crown"], help="bounds (default crown)")
+            r.add_argument("--samples", type=int, default=None, help="how many inputs to verify (default 32)")
         else:
             r.add_argument("--method", default="gradcam", help="explainer name (see 'xaiscope methods')")
             r.add_argument("--samples", type=int, default=None, help="how many inputs to explain (default 4)")
@@ -81,7 +86,8 @@ def _settings(args: argparse.Namespace) -> dict:
     from ._inputs import load_config
     cfg = load_config(args.config) if getattr(args, "config", None) else {}
     keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
-            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method"]
+            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method",
+            "eps"]
     merged = {k.replace("-", "_"): v for k, v in cfg.items()}
     for k in keys:
         v = getattr(args, k, None)
@@ -198,7 +204,33 @@ def cmd_explain(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain}
+def cmd_verify(args) -> int:
+    import robustness
+    s = _settings(args)
+    cfg = s.get("verify", {}) if isinstance(s.get("verify"), dict) else {}
+    wrapper, x, y, _vocab = _wrapper_and_data(s)
+    if y is None:
+        raise UsageError("verify needs labelled data")
+    eps = _floats(s.get("eps"), "eps") or [float(e) for e in cfg.get("eps", [0, 1 / 255, 2 / 255])]
+    method = s.get("method") or cfg.get("method", "crown")
+    n = int(s.get("samples") or cfg.get("samples") or 32)
+    ca = robustness.certified_accuracy(wrapper, (x[:n], y[:n]), eps=eps, method=method, seed=int(s.get("seed") or 0),
+                                       progress=None if not args.quiet else False)
+    print(f"{ca.n} samples, bounds by {method}, clean accuracy {ca.clean_accuracy:.1%}")
+    print(f"{'eps':>10} {'verified':>9} {'violated':>9} {'unknown':>8} {'certified':>10} {'empirical':>10}")
+    for e, c, a, k in zip(ca.eps, ca.certified, ca.empirical, ca.counts):
+        print(f"{e:>10.5g} {k['verified']:>9} {k['violated']:>9} {k['unknown']:>8} {c:>10.1%} {a:>10.1%}")
+    limit = s.get("checks", {}).get("min_certified_accuracy") if isinstance(s.get("checks"), dict) else None
+    limit = cfg.get("min_certified_accuracy", limit)
+    if limit is not None and ca.certified[-1] < float(limit):
+        print(f"  [fail] certified accuracy @ eps={ca.eps[-1]:g}: {ca.certified[-1]:.0%} < {float(limit):.0%}",
+              file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+
+COMMANDS = {"methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain,
+            "verify": cmd_verify}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
