@@ -100,3 +100,24 @@ def test_explainer_restores_state_when_the_model_raises(name, fixture, request):
         EXPLAINERS[name](m, d.x[:2], 0, **params_for(name, m.input_kind))
     net.calls = -10**9  # stop exploding so the snapshot can be compared
     assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("fail_at", [None, 1])
+def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, method, fail_at):
+    import robustness
+    inner = copy.deepcopy(cnn.net)
+    net = inner if fail_at is None else Exploding(inner, fail_at=fail_at)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, "image", class_names=cnn.wrapper.class_names, device="cpu")
+    x = cnn.x[:2, :, :8, :8].clone()  # global pooling: any size works; small keeps CROWN cheap
+    if fail_at is None:
+        v = robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method, alpha_steps=3, attack_steps=3)
+        assert len(v.status) == 2
+    else:
+        with pytest.raises(Exception, match="exploded"):
+            robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method)
+        net.calls = -10**9
+    assert_unchanged(net, before)
