@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import explain  # noqa: E402
 import robustness  # noqa: E402
 from benchmarks._common import BasicBlock, ResNet18Like, base_parser, interleaved_medians, machine_line, markdown_table  # noqa: E402
-from explain.zoo import SmallCNN, load_digits_images  # noqa: E402
+from explain.zoo import SmallCNN  # noqa: E402
+from explain.zoo.bundled import load_digits_images  # noqa: E402
 
 
 class NarrowResNet(nn.Module):

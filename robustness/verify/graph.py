@@ -119,10 +119,6 @@ def trace(model: nn.Module, given: Optional[set] = None) -> fx.GraphModule:
             "bounds need a model without data-dependent control flow") from error
 
 
-def _leaf_nn_modules_ok(gm: fx.GraphModule) -> Dict[str, nn.Module]:
-    return dict(gm.named_modules())
-
-
 def _abs_module(mod: nn.Module) -> Optional[Callable]:
     """|linear part| of an affine module, applied to a non-negative radius."""
     if isinstance(mod, nn.Linear):
@@ -154,7 +150,7 @@ def trace_graph(wrapper, x_center: torch.Tensor, extra: Dict[str, Any]) -> Bound
         UnsupportedOperationError: an op on the path from the input to the logits cannot be bounded.
     """
     gm = trace(wrapper.model, set(extra))
-    modules = _leaf_nn_modules_ok(gm)
+    modules = dict(gm.named_modules())
     tokens = wrapper.input_kind == "tokens"
     emb_name = wrapper.embedding_layer()[0] if tokens else None
     env: Dict[str, Any] = {}            # every fx node's concrete value at the centre
@@ -298,6 +294,8 @@ def _classify(node: fx.Node, modules, var: Dict[str, str], deps: List[str], valu
                 raise _unsupported(node, modules, "weights that depend on the input make the op bilinear")
             return mk("affine", _abs_functional(node, deps, env))
         if t in _POSITIVE_FUNCS:
+            if "alpha" in node.kwargs:
+                raise _unsupported(node, modules, "scaled addition (alpha=)")
             return mk("affine")
         if t in (operator.sub, torch.sub, operator.neg, torch.neg):
             return mk("affine", lambda *r: sum(r))
@@ -310,6 +308,8 @@ def _classify(node: fx.Node, modules, var: Dict[str, str], deps: List[str], valu
     if name == "amax":
         return mk("max", dims=_dims(node), keepdim=bool(node.kwargs.get("keepdim", False)))
     if name in _POSITIVE_METHODS:
+        if "alpha" in node.kwargs:
+            raise _unsupported(node, modules, "scaled addition (alpha=)")
         return mk("affine")
     if name in ("sub", "neg", "__sub__", "__neg__"):
         return mk("affine", lambda *r: sum(r))
