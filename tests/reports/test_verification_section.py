@@ -45,7 +45,7 @@ def test_section_is_registered_and_declares_its_keys():
 
 def test_section_shows_curve_verdicts_and_fails_an_unmet_threshold(tmp_path):
     m, x, y = _tiny_data()
-    cfg = {"verify": {"eps": [0, 0.02, 0.3], "method": "crown", "samples": 8},
+    cfg = {"verify": {"eps": [0, 0.02, 0.3], "method": "alpha-crown", "samples": 8},
            "checks": {"min_certified_accuracy": 0.99}}
     rep = reports.build_report(m, (x, y), sections=["verification"], config=cfg, out=tmp_path)
     sec = rep.sections[0]
@@ -59,6 +59,7 @@ def test_section_shows_curve_verdicts_and_fails_an_unmet_threshold(tmp_path):
     assert check.status == "fail" and check.threshold == 0.99
     assert set(s["bound_widths"]) == {"ibp", "crown", "alpha-crown"}
     assert s["bound_widths"]["crown"]["mean_width"] <= s["bound_widths"]["ibp"]["mean_width"] + 1e-6
+    assert s["bound_widths"]["alpha-crown"]["mean_width"] <= s["bound_widths"]["crown"]["mean_width"] + 1e-6
     html = (tmp_path / "index.html").read_text()
     assert "Certified robustness" in html and "Counterexamples" in html
     json.dumps(rep.to_dict())
