@@ -136,7 +136,7 @@ def part2(args) -> str:
         m = explain.ModelWrapper(net, "image", device="cpu")
         t = time.perf_counter()
         ca = robustness.certified_accuracy(m, (x_test[:args.samples], data.y_test[:args.samples]),
-                                           eps=[0, 1 / 255, 2 / 255], method="crown", progress=False)
+                                           eps=[0] + args.eps, method="crown", progress=False)
         sec = time.perf_counter() - t
         for e, c, a in zip(ca.eps[1:], ca.certified[1:], ca.empirical[1:]):
             rows.append([f"{label}", f"{e * 255:.0f}/255", f"{ca.clean_accuracy:.1%}", f"{c:.1%}", f"{a:.1%}", sec])
@@ -148,6 +148,8 @@ def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=100, help="test images certified per model")
     p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--eps", type=lambda v: [float(eval(e, {})) for e in v.split(",")], default=[1 / 255, 2 / 255],
+                   help="budgets for part 2, e.g. 1/255,2/255,8/255")
     p.add_argument("--resnet18-crown", action="store_true", help="also run CROWN on ResNet-18 (very slow on a CPU)")
     p.add_argument("--skip-timing", action="store_true")
     args = p.parse_args()
