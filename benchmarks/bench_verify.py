@@ -144,11 +144,20 @@ def part2(args) -> str:
             + markdown_table(["model", "ε", "clean", "certified (CROWN)", "empirical (PGD+APGD)", "seconds (sweep)"], rows))
 
 
+def _budgets(value: str) -> list:
+    """'1/255,0.01' → [1/255, 0.01]."""
+    out = []
+    for item in value.split(","):
+        num, _, den = item.partition("/")
+        out.append(float(num) / (float(den) if den else 1.0))
+    return out
+
+
 def main() -> None:
     p = base_parser(__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=100, help="test images certified per model")
     p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--eps", type=lambda v: [float(eval(e, {})) for e in v.split(",")], default=[1 / 255, 2 / 255],
+    p.add_argument("--eps", type=_budgets, default=[1 / 255, 2 / 255],
                    help="budgets for part 2, e.g. 1/255,2/255,8/255")
     p.add_argument("--resnet18-crown", action="store_true", help="also run CROWN on ResNet-18 (very slow on a CPU)")
     p.add_argument("--skip-timing", action="store_true")
