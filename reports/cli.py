@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     mo.add_argument("--quiet", action="store_true", help="print only the page's path")
 
     for name, helptext in (("report", "audit a model on data and write an HTML report"),
-                           ("explain", "run one explainer on a few inputs and write PNGs")):
+                           ("explain", "run one explainer on a few inputs and write PNGs"),
+                           ("verify", "certify robustness per sample and print a verdict table")):
         r = sub.add_parser(name, help=helptext)
         r.add_argument("--config", help="TOML file with the same keys as these options, plus [checks] etc.")
         r.add_argument("--model", help="'package.module:factory' (with --weights; the working directory is importable), "
@@ -87,6 +88,10 @@ def _parser() -> argparse.ArgumentParser:
                            help="write the report into a non-empty folder that is not an earlier report "
                                 "(only the report's own files are written; nothing is deleted)")
             r.add_argument("--history", default=None, help="a training history folder (reports.Monitor) for the Training section")
+        elif name == "verify":
+            r.add_argument("--eps", default=None, help="comma-separated budgets in natural units, e.g. 0,0.004,0.008")
+            r.add_argument("--method", default=None, choices=["ibp", "crown", "alpha-crown"], help="bounds (default crown)")
+            r.add_argument("--samples", type=int, default=None, help="how many inputs to verify (default 32)")
         else:
             r.add_argument("--method", default="gradcam", help="explainer name (see 'xaiscope methods')")
             r.add_argument("--samples", type=int, default=None, help="how many inputs to explain (default 4)")
@@ -110,7 +115,7 @@ def _settings(args: argparse.Namespace) -> dict:
     cfg = load_config(args.config) if getattr(args, "config", None) else {}
     keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
             "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method",
-            "pad_id", "mask", "max_length", "history"]
+            "pad_id", "mask", "max_length", "history", "eps"]
     merged = {k.replace("-", "_"): v for k, v in cfg.items()}
     for k in keys:
         v = getattr(args, k, None)
@@ -235,8 +240,33 @@ def cmd_monitor(args) -> int:
     print(out / "index.html")
     return EXIT_OK
 
+def cmd_verify(args) -> int:
+    import robustness
+    s = _settings(args)
+    cfg = s.get("verify", {}) if isinstance(s.get("verify"), dict) else {}
+    wrapper, x, y, _vocab = _wrapper_and_data(s)
+    if y is None:
+        raise UsageError("verify needs labelled data")
+    eps = _floats(s.get("eps"), "eps") or [float(e) for e in cfg.get("eps", [0, 1 / 255, 2 / 255])]
+    method = s.get("method") or cfg.get("method", "crown")
+    n = int(s.get("samples") or cfg.get("samples") or 32)
+    ca = robustness.certified_accuracy(wrapper, (x[:n], y[:n]), eps=eps, method=method, seed=int(s.get("seed") or 0),
+                                       progress=None if not args.quiet else False)
+    print(f"{ca.n} samples, bounds by {method}, clean accuracy {ca.clean_accuracy:.1%}")
+    print(f"{'eps':>10} {'verified':>9} {'violated':>9} {'unknown':>8} {'certified':>10} {'empirical':>10}")
+    for e, c, a, k in zip(ca.eps, ca.certified, ca.empirical, ca.counts):
+        print(f"{e:>10.5g} {k['verified']:>9} {k['violated']:>9} {k['unknown']:>8} {c:>10.1%} {a:>10.1%}")
+    limit = s.get("checks", {}).get("min_certified_accuracy") if isinstance(s.get("checks"), dict) else None
+    limit = cfg.get("min_certified_accuracy", limit)
+    if limit is not None and ca.certified[-1] < float(limit):
+        print(f"  [fail] certified accuracy @ eps={ca.eps[-1]:g}: {ca.certified[-1]:.0%} < {float(limit):.0%}",
+              file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
 
-COMMANDS = {"monitor": cmd_monitor, "methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain}
+
+COMMANDS = {"monitor": cmd_monitor, "methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain,
+            "verify": cmd_verify}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

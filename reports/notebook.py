@@ -93,6 +93,31 @@ def metric_html(result: Any) -> str:
     return f"<div><b>{html.escape(result.metric)}</b> of {html.escape(result.method)}{_table(rows, ['', 'value'])}</div>"
 
 
+def verification_html(result: Any) -> str:
+    """A ``VerificationResult`` as HTML: verdict counts and one row per sample."""
+    rows = [[i, st, int(result.labels[i]), f"{float(result.certified_margin[i]):.4g}",
+             int(result.adv_pred[i]) if st == "violated" else ""] for i, st in enumerate(result.status[:20])]
+    counts = " · ".join(f"{k} {v}" for k, v in result.counts.items())
+    return (f"<div><b>verify</b> ({html.escape(result.method)}, ε = {result.eps:.4g}) · {counts} · "
+            f"{result.seconds.get('total', 0):.2f} s"
+            f"{_table(rows, ['sample', 'status', 'label', 'certified margin', 'counterexample class'])}</div>")
+
+
+def bounds_html(result: Any) -> str:
+    """``OutputBounds`` as HTML: the interval per sample and output (first rows)."""
+    rows = [[i] + [f"[{float(lo):.3g}, {float(hi):.3g}]" for lo, hi in zip(result.lower[i], result.upper[i])]
+            for i in range(min(len(result), 10))]
+    head = ["sample"] + [str(k) for k in range(result.lower.shape[1])]
+    return (f"<div><b>{html.escape(result.method)}</b> bounds on {html.escape(result.spec)} · ε = {result.eps:.4g} · "
+            f"mean width {float(result.width.mean()):.4g}{_table(rows, head)}</div>")
+
+
+def certified_html(result: Any) -> str:
+    """A ``CertifiedAccuracyResult`` as its certified-vs-empirical figure."""
+    from . import figures_verification
+    return f"<div>{_img(to_png(figures_verification.certified_curve(result, 'budget')), 'certified accuracy')}</div>"
+
+
 def register(ip: Optional[Any] = None) -> bool:
     """Register the HTML formatters with IPython; returns False outside IPython."""
     if ip is None:
@@ -113,4 +138,7 @@ def register(ip: Optional[Any] = None) -> bool:
     fmt.for_type(robustness.OODEvaluation, ood_html)
     from explain.metrics import MetricResult
     fmt.for_type(MetricResult, metric_html)
+    fmt.for_type(robustness.VerificationResult, verification_html)
+    fmt.for_type(robustness.OutputBounds, bounds_html)
+    fmt.for_type(robustness.CertifiedAccuracyResult, certified_html)
     return True

@@ -184,8 +184,21 @@ class Explorer:
                 text += _img_html(to_png(adversarial_series(r, names, [0])), "adversarial series")
             else:
                 text += f"<p>embedding-space perturbation, L∞ {float(r.linf[0]):.3f}</p>"
-            return text
+            return text + self._bounds(i, eps)
         self.attack_view.value = self._cached(("attack", i, eps), compute)
+
+    def _bounds(self, i: int, eps: float) -> str:
+        """Certified CROWN bounds on each logit for the sample at ε, or why there are none."""
+        from explain.errors import UnsupportedModelError
+        try:
+            b = robustness.output_bounds(self.model, self.x[i:i + 1], eps, method="crown", progress=False)
+        except UnsupportedModelError as error:
+            return f"<p>No certified bounds: {html.escape(str(error))}</p>"
+        names = self.model.class_names
+        cells = "".join(f"<tr><td>{html.escape(names[k])}</td><td>{float(b.lower[0, k]):.3f}</td>"
+                        f"<td>{float(b.upper[0, k]):.3f}</td></tr>" for k in range(b.lower.shape[1]))
+        return (f"<p><b>Certified logit bounds (CROWN) at ε = {eps:.4f}</b></p><table><tr><th>class</th>"
+                f"<th>lower</th><th>upper</th></tr>{cells}</table>")
 
     def _ood(self, i: int) -> str:
         if self.ood_x is None:

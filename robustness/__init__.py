@@ -15,10 +15,14 @@ from .evaluate import attack, corruption_accuracy, make_attack, robust_accuracy
 from .ood import DETECTORS, evaluate_ood, ood_detector
 from .ood_results import OODEvaluation, OODMethodResult
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
+from .verify import (CertifiedAccuracyResult, OutputBounds, UnsupportedOperationError, VerificationResult,
+                     certified_accuracy, output_bounds, verify)
 
 __all__ = [
     "attack", "robust_accuracy", "corruption_accuracy", "make_attack", "ood_detector", "evaluate_ood", "DETECTORS",
     "OODEvaluation", "OODMethodResult",
     "FGSM", "PGD", "APGD", "HotFlip",
     "AttackResult", "RobustAccuracyResult", "CorruptionResult",
+    "output_bounds", "verify", "certified_accuracy", "OutputBounds", "VerificationResult", "CertifiedAccuracyResult",
+    "UnsupportedOperationError",
 ]

@@ -10,6 +10,7 @@ SECTION_BUILDERS = {
     "trust": "reports.sections.trust",
     "robustness": "reports.sections.robustness",
     "ood": "reports.sections.ood",
+    "verification": "reports.sections.verification",
     "features": "reports.sections.features",
     "training": "reports.sections.training",
 }

@@ -115,6 +115,14 @@ FEATURE_CALLS = {
 @pytest.mark.parametrize("explode", [False, True])
 def test_feature_visualisation_leaves_model_state_unchanged(name, explode, cnn):
     net = Exploding(copy.deepcopy(cnn.net), fail_at=2 if explode else 10**9)
+
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("fail_at", [None, 1])
+def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, method, fail_at):
+    import robustness
+    inner = copy.deepcopy(cnn.net)
+    net = inner if fail_at is None else Exploding(inner, fail_at=fail_at)
     net.train()
     next(net.parameters()).requires_grad_(False)
     before = snapshot(net)
@@ -145,4 +153,14 @@ def test_model_randomisation_leaves_the_users_model_exactly_as_it_was(fixture, r
     with pytest.raises(RuntimeError, match="model exploded"):
         explain.metrics.randomization(explain.ModelWrapper(Exploding(net, fail_at=2), d.wrapper.input_kind, device="cpu"),
                                       d.x[:2], "gradcam", target=0, steps=1)
+
+
+    x = cnn.x[:2, :, :8, :8].clone()  # global pooling: any size works; small keeps CROWN cheap
+    if fail_at is None:
+        v = robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method, alpha_steps=3, attack_steps=3)
+        assert len(v.status) == 2
+    else:
+        with pytest.raises(Exception, match="exploded"):
+            robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method)
+        net.calls = -10**9
     assert_unchanged(net, before)
