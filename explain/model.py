@@ -64,6 +64,9 @@ class ModelWrapper(LayerAccess):
             feature vector).
         batch_size: the largest batch per forward pass (halved automatically on CUDA OOM).
         pad_id: the padding/baseline token id (token models).
+        unk_id: the unknown-word id (token models; what masking corruptions insert), or ``None``.
+        special_ids: further ids that are not words (e.g. ``[CLS]``, ``[SEP]``, ``[MASK]``): token
+            attacks never replace them nor insert them.
         mask_arg: if set, token models receive ``mask_arg=(ids != pad_id)`` as a keyword argument.
         valid_range: ``(lo, hi)`` of valid natural-unit values; images default to ``(0, 1)``.
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
@@ -88,6 +91,8 @@ class ModelWrapper(LayerAccess):
         feature_layer: Optional[str] = None,
         batch_size: int = 256,
         pad_id: int = 0,
+        unk_id: Optional[int] = 1,
+        special_ids: Sequence[int] = (),
         mask_arg: Optional[str] = None,
         valid_range: Optional[Tuple[float, float]] = None,
         rnn_backward_fix: Union[str, bool] = "auto",
@@ -109,6 +114,8 @@ class ModelWrapper(LayerAccess):
         self.channels_last = bool(channels_last)
         self.output = output
         self.pad_id = int(pad_id)
+        self.unk_id = None if unk_id is None else int(unk_id)
+        self.special_ids = tuple(int(i) for i in special_ids)
         self.mask_arg = mask_arg
         self.batch_size = int(batch_size)
         self.rnn_backward_fix = rnn_backward_fix

@@ -25,14 +25,21 @@ class Corruption:
     def __repr__(self) -> str:
         return f"Corruption({self.name!r}, kind={self.kind!r})"
 
-    def apply(self, x: torch.Tensor, severity: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Corrupt a batch; severity 0 returns the inputs unchanged."""
+    def apply(self, x: torch.Tensor, severity: int, generator: Optional[torch.Generator] = None,
+              **ids: Optional[int]) -> torch.Tensor:
+        """Corrupt a batch; severity 0 returns the inputs unchanged.
+
+        Token corruptions take the wrapper's ids as keywords (``pad_id=``, ``unk_id=``; defaults 0
+        and 1); other kinds ignore them.
+        """
         if severity == 0:
             return x.clone()
         if not 1 <= int(severity) <= len(self.levels):
             raise InputValueError(f"severity must be 0..{len(self.levels)}, got {severity}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
-        return self.fn(x, self.levels[int(severity) - 1], gen)
+        if self.kind != "tokens":
+            ids = {}
+        return self.fn(x, self.levels[int(severity) - 1], gen, **ids)
 
 
 def noise_like(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -2,40 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ._base import Corruption, noise_like, uniform_like
 
-PAD_ID, UNK_ID = 0, 1
+def _real(x: torch.Tensor, pad_id: int) -> torch.Tensor:
+    return x != pad_id
 
 
-def _real(x: torch.Tensor) -> torch.Tensor:
-    return x != PAD_ID
-
-
-def token_drop(x, rate, gen):
+def token_drop(x, rate, gen, *, pad_id: int = 0, unk_id: Optional[int] = 1):
     """Delete tokens (the rest shift left; padding fills the end)."""
-    keep = (uniform_like(x.float(), gen) >= rate) | ~_real(x)
-    out = torch.full_like(x, PAD_ID)
+    keep = (uniform_like(x.float(), gen) >= rate) | ~_real(x, pad_id)
+    out = torch.full_like(x, pad_id)
     for i in range(len(x)):
-        kept = x[i][keep[i] & _real(x[i])]
+        kept = x[i][keep[i] & _real(x[i], pad_id)]
         out[i, :len(kept)] = kept
     return out
 
 
-def token_swap(x, rate, gen):
+def token_swap(x, rate, gen, *, pad_id: int = 0, unk_id: Optional[int] = 1):
     """Swap neighbouring real tokens."""
     out = x.clone()
-    pick = (uniform_like(x[:, :-1].float(), gen) < rate) & _real(x[:, :-1]) & _real(x[:, 1:])
+    pick = (uniform_like(x[:, :-1].float(), gen) < rate) & _real(x[:, :-1], pad_id) & _real(x[:, 1:], pad_id)
     for i, t in pick.nonzero().tolist():
         out[i, t], out[i, t + 1] = out[i, t + 1].clone(), out[i, t].clone()
     return out
 
 
-def token_mask(x, rate, gen):
-    """Replace tokens by the unknown id (1)."""
-    hit = (uniform_like(x.float(), gen) < rate) & _real(x)
-    return torch.where(hit, torch.full_like(x, UNK_ID), x)
+def token_mask(x, rate, gen, *, pad_id: int = 0, unk_id: Optional[int] = 1):
+    """Replace tokens by the wrapper's unknown id (its padding id when it has none)."""
+    hit = (uniform_like(x.float(), gen) < rate) & _real(x, pad_id)
+    return torch.where(hit, torch.full_like(x, pad_id if unk_id is None else unk_id), x)
 
 
 def series_noise(x, sigma, gen):
