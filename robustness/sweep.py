@@ -95,7 +95,7 @@ def _nice(v: float) -> float:
 
 
 def default_budgets(wrapper, x: torch.Tensor, y: torch.Tensor, method: str, *, seed: int = 0,
-                    params: Optional[dict] = None, probe: int = 32, cap: float = 4.0) -> List[float]:
+                    params: Optional[dict] = None, probe: int = 16, cap: float = 4.0) -> List[float]:
     """The budget sweep for ``method`` on this model: the registry's, or one chosen from the model.
 
     When the registry leaves the sweep open for the input kind (token embeddings, whose useful range
@@ -117,7 +117,7 @@ def default_budgets(wrapper, x: torch.Tensor, y: torch.Tensor, method: str, *, s
     if len(correct) == 0:
         return [0.0, cap / 8, cap / 4, cap / 2, cap]
     mins = minimal_budgets(wrapper, x[correct], y[correct], method, [cap / 4, cap], seed=seed, params=params or {},
-                           bisect_steps=6)
+                           bisect_steps=5)
     found = mins[torch.isfinite(mins) & (mins > 0)]
     if len(found) == 0:
         return [0.0, cap / 8, cap / 4, cap / 2, cap]
