@@ -23,7 +23,7 @@ from ._save import FIGURES_DIR, check_output, write_report
 from .report import Check, Figure, ReportContext, Section, TokenStrips
 from .sections import SECTION_BUILDERS
 
-__all__ = ["Report", "build_report", "SCHEMA_VERSION"]
+__all__ = ["Report", "build_report", "SCHEMA_VERSION", "accepted_config", "validate_config"]
 
 SCHEMA_VERSION = "xaiscope.summary/1"
 
@@ -132,6 +132,45 @@ def _applies(name: str, ctx: ReportContext) -> bool:
     return applies is None or bool(applies(ctx))
 
 
+def accepted_config() -> tuple:
+    """What a report config may hold, from each section module's declarations.
+
+    Returns:
+        ``(tables, checks)``: ``{section id: {key: description}}`` from each module's
+        ``CONFIG_KEYS``, and ``{threshold: description}`` merged from every ``CHECK_KEYS``.
+    """
+    tables, checks = {}, {}
+    for name, module_path in SECTION_BUILDERS.items():
+        module = importlib.import_module(module_path)
+        tables[name] = dict(getattr(module, "CONFIG_KEYS", {}))
+        checks.update(getattr(module, "CHECK_KEYS", {}))
+    return tables, checks
+
+
+def validate_config(cfg: dict) -> None:
+    """Reject report settings that no section reads.
+
+    Raises:
+        InputShapeError: an unknown top-level table, an unknown key in a section's table or an
+            unknown threshold in ``checks``; the message lists the accepted ones.
+    """
+    tables, checks = accepted_config()
+    if not isinstance(cfg, dict):
+        raise InputShapeError(f"config must be a mapping of tables, got {type(cfg).__name__}")
+    unknown = sorted(set(cfg) - set(tables) - {"checks"})
+    if unknown:
+        raise InputShapeError(f"unknown report config table(s) {unknown}; accepted: checks, {', '.join(tables)}")
+    for name, table in cfg.items():
+        if not isinstance(table, dict):
+            raise InputShapeError(f"config[{name!r}] must be a table of settings, got {type(table).__name__}")
+        allowed = checks if name == "checks" else tables[name]
+        bad = sorted(set(table) - set(allowed))
+        if bad:
+            what = "threshold(s) in [checks]" if name == "checks" else f"key(s) in [{name}]"
+            listing = "; ".join(f"{k} ({v})" for k, v in allowed.items()) or "none"
+            raise InputShapeError(f"unknown {what}: {bad}; accepted: {listing}")
+
+
 def build_report(
     model: explain.ModelWrapper,
     data: Any,
@@ -163,7 +202,9 @@ def build_report(
         methods: explainers for the gallery (names from ``explain.available_explainers()``).
         sections: which sections to build (default: all registered, in reading order).
         config: per-section settings and ``checks`` thresholds, e.g.
-            ``{"checks": {"min_accuracy": 0.9}, "explanations": {"samples": 8}}``.
+            ``{"checks": {"min_accuracy": 0.9}, "explanations": {"samples": 8}}``. Each section
+            module declares the keys of its table (``CONFIG_KEYS``) and the thresholds it reads
+            (``CHECK_KEYS``); anything else is an error (see :func:`accepted_config`).
         samples: rows in the explanation gallery.
         seed: seeds every stochastic step.
         vocab: id → word list so token models show words.
@@ -206,6 +247,7 @@ def build_report(
             raise InputShapeError(f"ood_data series have {ood_x.shape[2]} channels but data series have {x.shape[2]} "
                                   "(layout N×T×C)")
     cfg = json.loads(json.dumps(config or {}, default=str))
+    validate_config(cfg)
     cfg.setdefault("explanations", {}).setdefault("methods", list(methods))
     cfg["explanations"].setdefault("samples", samples)
     ctx = ReportContext(wrapper=model, x=x, y=y, ood_x=ood_x, config=cfg, seed=seed, dpi=dpi, vocab=vocab,

@@ -7,6 +7,7 @@ Example:
     >>> d = robustness.ood_detector("energy").fit(m, (x, y)); d.score(x_new)                # doctest: +SKIP
 """
 
+from .attacks._base import embedding_scale
 from .attacks.apgd import APGD
 from .attacks.fgsm import FGSM
 from .attacks.hotflip import HotFlip
@@ -22,7 +23,7 @@ __all__ = [
     "attack", "robust_accuracy", "corruption_accuracy", "make_attack", "ood_detector", "evaluate_ood", "DETECTORS",
     "OODEvaluation", "OODMethodResult",
     "FGSM", "PGD", "APGD", "HotFlip",
-    "AttackResult", "RobustAccuracyResult", "CorruptionResult",
+    "AttackResult", "RobustAccuracyResult", "CorruptionResult", "embedding_scale",
     "output_bounds", "verify", "certified_accuracy", "OutputBounds", "VerificationResult", "CertifiedAccuracyResult",
     "UnsupportedOperationError",
 ]

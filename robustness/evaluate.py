@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from typing import Any, Iterable, Optional, Sequence
 
@@ -12,34 +11,26 @@ from explain.data import collect
 from explain.errors import InputShapeError, UnknownMethodError
 from explain import check_wrapper
 
-from .registry import ATTACKS, CORRUPTIONS, DEFAULT_CORRUPTIONS
+from .registry import CORRUPTIONS, DEFAULT_CORRUPTIONS, attack_spec
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
+from .sweep import curve_from_minimal, default_budgets, make_attack, minimal_budgets
 
 __all__ = ["attack", "robust_accuracy", "corruption_accuracy", "make_attack"]
 
 
-def make_attack(method: str, **params: Any):
-    """An attack object from its registry name and constructor parameters."""
-    if method not in ATTACKS:
-        raise UnknownMethodError(f"unknown attack {method!r}; available: {', '.join(ATTACKS)}")
-    cls = ATTACKS[method]
-    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
-    unknown = sorted(set(params) - accepted)
-    if unknown:
-        raise InputShapeError(f"attack {method!r} does not take {unknown}; it takes {sorted(accepted)}")
-    return cls(**params)
-
-
-def attack(model: Any, x: Any, y: Any, method: str = "pgd", *, eps: float = 8 / 255, seed: int = 0,
+def attack(model: Any, x: Any, y: Any, method: str = "pgd", *, eps: Optional[float] = None, seed: int = 0,
            target: Any = None, **params: Any) -> AttackResult:
     """Attack a batch.
 
     Args:
         model: an ``explain.ModelWrapper``.
         x, y: inputs in the wrapper's kind and their labels.
-        method: ``"fgsm"``, ``"pgd"``, ``"apgd"`` (images, series, token embeddings) or ``"hotflip"`` (tokens).
-        eps: the budget — pixels for images, per-channel standard deviations for series, embedding
-            units for token embeddings (unused by hotflip, which takes ``max_tokens``).
+        method: a name from ``robustness.registry.ATTACK_SPECS`` (``"fgsm"``, ``"pgd"``, ``"apgd"``
+            on images, series and token embeddings; ``"hotflip"`` on token ids).
+        eps: the budget in the attack's unit (``ATTACK_SPECS[method].units``): pixels in [0, 1] for
+            images, per-channel standard deviations for series, standard deviations of the
+            embedding table's entries for token embeddings, a number of substituted tokens for
+            hotflip. ``None``: the attack's own default (8/255 for the gradient attacks).
         seed: seeds the random start; the same seed gives the same result.
         target: a class (or one per sample) for a targeted attack.
         **params: the attack's own parameters (``steps``, ``alpha``, ``norm``, ``random_start``,
@@ -57,36 +48,41 @@ def attack(model: Any, x: Any, y: Any, method: str = "pgd", *, eps: float = 8 / 
         >>> r = robustness.attack(m, x, y, method="pgd", eps=8/255, steps=10, seed=0)   # doctest: +SKIP
         >>> r.robust_accuracy
     """
-    if method == "hotflip":
-        return make_attack(method, **params).run(model, x, y, target=target, seed=seed)
-    return make_attack(method, eps=eps, **params).run(model, x, y, target=target, seed=seed)
+    spec = attack_spec(method)
+    if eps is not None:
+        params[spec.budget_param] = eps
+    return make_attack(method, **params).run(model, x, y, target=target, seed=seed)
 
 
-def _bisect(wrapper, atk, x, y, correct, hi: float, steps: int, seed: int) -> torch.Tensor:
-    n = len(x)
-    lo_e = torch.zeros(n)
-    hi_e = torch.full((n,), float(hi))
-    flipped_at_hi = ~atk.run(wrapper, x, y, seed=seed, eps=hi_e).adv_pred.eq(y) & correct
-    for _ in range(steps):
-        mid = (lo_e + hi_e) / 2
-        fooled = atk.run(wrapper, x, y, seed=seed, eps=mid).adv_pred.ne(y)
-        hi_e = torch.where(fooled, mid, hi_e)
-        lo_e = torch.where(fooled, lo_e, mid)
-    out = torch.where(flipped_at_hi, hi_e, torch.full((n,), float("inf")))
-    return torch.where(correct, out, torch.zeros(n))
-
-
-def robust_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 2 / 255, 4 / 255, 8 / 255), method: str = "pgd",
+def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None, method: str = "apgd",
                     *, seed: int = 0, max_samples: Optional[int] = None, minimal_eps: bool = True,
                     bisect_steps: int = 5, **params: Any) -> RobustAccuracyResult:
-    """Accuracy under attack at each budget, and each sample's minimal flipping budget (bisection).
+    """Accuracy under attack at each budget, and each sample's minimal flipping budget.
+
+    The curve cannot rise with the budget: a sample fooled at one budget counts as fooled at every
+    larger one (the adversarial input lies inside the larger ball too). With ``minimal_eps`` each
+    correctly classified sample's smallest flipping budget is also bisected between the sweep's
+    budgets, and the curve is read off those minimal budgets, so the two always agree:
+    ``accuracy[k]`` is the share of samples whose minimal budget exceeds ``eps[k]``.
 
     Args:
         data: ``(inputs, labels)``, a ``Dataset`` or a ``DataLoader``.
-        eps: budgets (see :func:`attack` for units).
-        minimal_eps: also bisect, per correctly classified sample, the smallest budget in
-            ``[0, max(eps)]`` that flips it (``inf`` when even ``max(eps)`` does not; 0 for samples
-            already misclassified).
+        eps: budgets in the attack's unit (see :func:`attack`); ``None`` picks the registry's sweep
+            for the input kind, or for token embeddings one chosen from the model
+            (:func:`robustness.sweep.default_budgets`).
+        method: an attack name; the default, APGD, adapts its own step size.
+        minimal_eps: bisect each sample's minimal budget in ``[0, max(eps)]`` (``inf`` when even
+            ``max(eps)`` does not flip it; 0 for samples already misclassified). Count budgets
+            (hotflip) report the number of tokens the attack actually substituted.
+        **params: the attack's parameters; the registry's defaults fill the gaps (e.g. 50 APGD
+            steps, 20 PGD steps).
+
+    Returns:
+        ``RobustAccuracyResult`` (non-increasing ``accuracy`` over ascending ``eps``).
+
+    Raises:
+        InputShapeError: no labels, no budgets, or an attack that does not fit the input kind.
+        UnknownMethodError: ``method`` is not registered.
 
     Example:
         >>> c = robustness.robust_accuracy(m, (x, y), eps=[0, 2/255, 8/255], method="pgd")   # doctest: +SKIP
@@ -97,25 +93,24 @@ def robust_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 2 / 255, 4
     x, y = collect(data, max_samples=max_samples)
     if y is None:
         raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels)")
-    wrapper.check_inputs(x)
+    spec = attack_spec(method)
+    spec.check_kind(method, wrapper.input_kind)
+    x = wrapper.check_inputs(x)
     y = wrapper.check_labels(y, x)
-    eps = [float(e) for e in eps]
+    if eps is None:
+        eps = default_budgets(wrapper, x, y, method, seed=seed, params=params)
+    eps = sorted(float(e) for e in eps)
     if not eps:
         raise InputShapeError("eps: give at least one budget")
-    clean = wrapper.predict(x)
-    correct = clean == y
-    accs = []
-    for e in eps:
-        if e == 0:
-            accs.append(float(correct.float().mean()))
-            continue
-        accs.append(attack(wrapper, x, y, method, eps=e, seed=seed, **params).robust_accuracy)
-    mins = None
-    if minimal_eps and method != "hotflip" and max(eps) > 0:
-        mins = _bisect(wrapper, make_attack(method, eps=max(eps), **params), x, y, correct, max(eps), bisect_steps, seed)
+    mins = minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
+                           bisect_steps=bisect_steps if minimal_eps else 0)
+    accs = curve_from_minimal(mins, eps)
+    correct = mins > 0
+    full = {**spec.defaults, **params}
     return RobustAccuracyResult(eps=eps, accuracy=accs, clean_accuracy=float(correct.float().mean()), method=method,
-                                params={**params, "seed": seed, "bisect_steps": bisect_steps}, minimal_eps=mins,
-                                seconds=time.perf_counter() - start, n=len(x))
+                                params={**full, "seed": seed, "bisect_steps": bisect_steps if minimal_eps else 0},
+                                minimal_eps=mins, seconds=time.perf_counter() - start, n=len(x),
+                                unit=spec.units.get(wrapper.input_kind, ""), label=spec.label(full))
 
 
 def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[str]] = None,

@@ -36,13 +36,22 @@ class OODMethodResult:
 
 @dataclass(frozen=True)
 class OODEvaluation:
-    """Every detector's result, plus the data sizes."""
+    """Every detector's result, the data sizes and the split.
+
+    ``fit_indices``/``test_indices`` index ``in_data``: the samples that fitted the detectors and
+    the in-distribution test samples (``None`` when separate ``fit_data`` was given); ``split`` says
+    how they were drawn and ``seed`` seeds it.
+    """
 
     methods: Dict[str, OODMethodResult]
     n_fit: int
     n_in: int
     n_out: int
     errors: Dict[str, str] = field(default_factory=dict)
+    fit_indices: Optional[torch.Tensor] = None
+    test_indices: Optional[torch.Tensor] = None
+    split: str = "given"
+    seed: int = 0
 
     @property
     def best(self) -> Optional[OODMethodResult]:
@@ -51,4 +60,7 @@ class OODEvaluation:
 
     def to_dict(self) -> dict:
         return {"n_fit": self.n_fit, "n_in": self.n_in, "n_out": self.n_out, "errors": dict(self.errors),
+                "split": self.split, "seed": self.seed,
+                "fit_indices": None if self.fit_indices is None else self.fit_indices.tolist(),
+                "test_indices": None if self.test_indices is None else self.test_indices.tolist(),
                 "methods": {k: v.to_dict() for k, v in self.methods.items()}}

@@ -68,7 +68,11 @@ class AttackResult:
 
 @dataclass(frozen=True)
 class RobustAccuracyResult:
-    """Accuracy under attack over a list of budgets, with per-sample minimal flipping budgets."""
+    """Accuracy under attack over ascending budgets, with per-sample minimal flipping budgets.
+
+    ``accuracy`` never rises with ``eps`` and equals the share of samples whose ``minimal_eps``
+    exceeds each budget. ``unit`` names the budget's unit, ``label`` the attack and its settings.
+    """
 
     eps: List[float]
     accuracy: List[float]
@@ -78,6 +82,8 @@ class RobustAccuracyResult:
     minimal_eps: Optional[torch.Tensor]
     seconds: float
     n: int
+    unit: str = ""
+    label: str = ""
 
     @property
     def median_minimal_eps(self) -> Optional[float]:
@@ -87,7 +93,8 @@ class RobustAccuracyResult:
         return float(self.minimal_eps.median())
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "params": self.params, "eps": list(self.eps), "accuracy": list(self.accuracy),
+        return {"method": self.method, "label": self.label, "unit": self.unit, "params": self.params,
+                "eps": list(self.eps), "accuracy": list(self.accuracy),
                 "clean_accuracy": self.clean_accuracy, "median_minimal_eps": _num(self.median_minimal_eps),
                 "seconds": self.seconds, "n": self.n}
 

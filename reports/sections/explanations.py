@@ -14,6 +14,11 @@ from .._png import to_png
 from ..report import Figure, ReportContext, Section, Table, Text, TokenStrips
 from .performance import predictions
 
+CONFIG_KEYS: dict[str, str] = {"methods": "explainers in the gallery (names from explain.available_explainers())",
+               "params": "per-explainer parameters, {method: {name: value}}",
+               "samples": "rows in the gallery"}
+CHECK_KEYS: dict[str, str] = {}
+
 DEFAULT_METHODS = ["gradcam", "occlusion", "lime", "shap", "integrated_gradients"]
 
 

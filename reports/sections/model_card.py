@@ -7,6 +7,9 @@ import platform
 
 from ..report import ReportContext, Section, Table
 
+CONFIG_KEYS: dict[str, str] = {}
+CHECK_KEYS: dict[str, str] = {}
+
 
 def library_versions() -> dict:
     import importlib.metadata as md

@@ -12,19 +12,51 @@ from ..report import Check, Figure, ReportContext, Section, Table, Text
 
 DEFAULT_METHODS = ["msp", "maxlogit", "energy", "mahalanobis", "knn", "vim"]
 
+CONFIG_KEYS: dict[str, str] = {
+    "methods": "OOD detectors to evaluate (default: msp, maxlogit, energy, mahalanobis, knn, vim)",
+    "params": "per-detector constructor parameters, {detector: {name: value}}",
+    "max_samples": "in-distribution and OOD samples used (default 256)",
+    "fit_fraction": "share of each class of the in-distribution data that fits the detectors (default 0.5)",
+    "min_auroc": "fail when the best detector's AUROC is below this",
+    "max_fpr95": "fail when the best detector's FPR at 95% TPR is above this",
+}
+CHECK_KEYS: dict[str, str] = {"min_auroc": "fail when the best detector's AUROC is below this",
+              "max_fpr95": "fail when the best detector's FPR at 95% TPR is above this"}
 
-def synthetic_ood(x: torch.Tensor, kind: str, seed: int) -> tuple:
-    """A stand-in OOD set when the user gives none: noise images, random token ids, time-shuffled series."""
+
+def synthetic_ood(x: torch.Tensor, kind: str, seed: int, wrapper=None) -> tuple:
+    """A stand-in OOD set when the user gives none: noise images, random token ids, time-shuffled series.
+
+    Token ids are drawn among the words seen in ``x`` (never the wrapper's padding, unknown or
+    special ids), and padding stays where it was.
+    """
     gen = torch.Generator().manual_seed(seed)
     if kind == "image":
         return torch.rand(x.shape, generator=gen), "uniform-noise images"
     if kind == "tokens":
-        real = x[x > 1]
-        lo, hi = (2, 3) if len(real) == 0 else (int(real.min()), int(real.max()) + 1)
-        ids = torch.randint(lo, hi, x.shape, generator=gen)
-        return torch.where(x == 0, x, ids), "random word ids at the same lengths"
+        pad = 0 if wrapper is None else wrapper.pad_id
+        unk = 1 if wrapper is None else wrapper.unk_id
+        special = torch.tensor(sorted({pad, *(() if wrapper is None else wrapper.special_ids)}
+                                      | ({unk} if unk is not None else set())), dtype=x.dtype)
+        words = torch.unique(x[~torch.isin(x, special)])
+        if len(words) == 0:
+            words = torch.tensor([int(special.max()) + 1], dtype=x.dtype)
+        ids = words[torch.randint(0, len(words), x.shape, generator=gen)]
+        return torch.where(x == pad, x, ids), "random word ids at the same lengths"
     perm = torch.stack([torch.randperm(x.shape[1], generator=gen) for _ in range(len(x))])
     return torch.gather(x, 1, perm[:, :, None].expand_as(x)), "series with their time steps shuffled"
+
+
+def _ranges(idx: torch.Tensor, limit: int = 12) -> str:
+    """Sorted indices as compact ranges: ``0–3, 7, 9–12``, cut after ``limit`` runs."""
+    runs, vals = [], idx.tolist()
+    for v in vals:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    text = ", ".join(f"{a}" if a == b else f"{a}–{b}" for a, b in runs[:limit])
+    return text + (f", … ({len(runs) - limit} more runs)" if len(runs) > limit else "")
 
 
 def build(ctx: ReportContext) -> Section:
@@ -34,15 +66,20 @@ def build(ctx: ReportContext) -> Section:
     x, y = ctx.x[:n], None if ctx.y is None else ctx.y[:n]
     blocks: list = []
     if ctx.ood_x is None:
-        ood, what = synthetic_ood(x, m.input_kind, ctx.seed)
+        ood, what = synthetic_ood(x, m.input_kind, ctx.seed, m)
         blocks.append(Text(f"No out-of-distribution data was given; as a stand-in the detectors face {what}. "
                            "Pass ood_data (or --ood-data) for a meaningful test.", kind="warning"))
     else:
         ood = ctx.ood_x[:n]
     methods = list(cfg.get("methods", DEFAULT_METHODS))
-    ev = robustness.evaluate_ood(m, (x, y), ood, methods=methods)
+    ev = robustness.evaluate_ood(m, (x, y), ood, methods=methods, params=cfg.get("params"), seed=ctx.seed,
+                                 fit_fraction=float(cfg.get("fit_fraction", 0.5)))
     blocks.append(Text(f"Detectors fitted on {ev.n_fit} in-distribution samples, tested on {ev.n_in} in-distribution "
                        f"and {ev.n_out} out-of-distribution samples. Scores: higher = more out-of-distribution."))
+    if ev.fit_indices is not None:
+        blocks.append(Text(f"Split: a {ev.split} with seed {ev.seed}, so every class is in both parts. Fitted on "
+                           f"samples {_ranges(ev.fit_indices)}; tested on samples {_ranges(ev.test_indices)} "
+                           "(indices into the data; full lists in summary.json)."))
     rows = [[k, f"{r.auroc:.3f}", f"{r.aupr_in:.3f}", f"{r.aupr_out:.3f}", f"{r.fpr95:.1%}", f"{r.threshold:.4g}",
              f"{r.seconds:.2f}"] for k, r in ev.methods.items()]
     blocks.append(Table(["detector", "AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR", "threshold", "seconds"], rows,

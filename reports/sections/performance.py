@@ -10,6 +10,11 @@ from .. import figures
 from .._png import to_png
 from ..report import Check, Figure, ReportContext, Section, Table, Text
 
+CONFIG_KEYS: dict[str, str] = {}
+CHECK_KEYS: dict[str, str] = {"min_accuracy": "fail when accuracy is below this",
+              "min_macro_f1": "fail when macro-F1 is below this",
+              "max_ece": "fail when the expected calibration error is above this"}
+
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15):
     """ECE with equal-width confidence bins (Guo et al. 2017, https://arxiv.org/abs/1706.04599).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Optional, Tuple, Union
 
@@ -55,10 +56,37 @@ def attack_loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> t
 
 
 def input_scale(wrapper: ModelWrapper, x: torch.Tensor) -> torch.Tensor:
-    """Unit of a series budget per channel: the wrapper's ``std`` if given, else the batch's std."""
+    """Unit of a series budget per channel (``N×1×C``).
+
+    The wrapper's ``std`` if given; otherwise each series' own per-channel standard deviation over
+    time, so a sample's budget never depends on the other samples in its batch.
+    """
     if wrapper.std is not None:
-        return wrapper.std.view(1, 1, -1).to(x.dtype)
-    return x.std(dim=(0, 1), keepdim=True).clamp_min(1e-8)
+        return wrapper.std.view(1, 1, -1).to(x.dtype).expand(len(x), 1, -1)
+    return x.std(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def embedding_scale(wrapper: ModelWrapper) -> float:
+    """Unit of a token-embedding budget: the standard deviation of the embedding table's entries.
+
+    Token budgets are relative to it: ``eps=0.5`` lets every embedding coordinate move by half the
+    table's typical spread (for a BERT, whose entries have a std of about 0.04, that is about 0.02).
+    """
+    weight = wrapper.embedding_layer()[1].weight.detach().float()
+    return float(weight.std().clamp_min(1e-12))
+
+
+def sample_seeds(x: torch.Tensor, seed: int) -> list:
+    """One seed per sample, derived from ``seed`` and the sample's own values (not its position).
+
+    Random starts drawn from these are the same whichever batch, order or chunk a sample arrives in.
+    """
+    rows = x.detach().cpu().contiguous()
+    out = []
+    for row in rows:
+        h = hashlib.blake2b(row.numpy().tobytes(), digest_size=8, key=str(int(seed)).encode())
+        out.append(int.from_bytes(h.digest(), "little") & ((1 << 63) - 1))
+    return out
 
 
 def check_budget(eps: Eps, norm: str) -> None:

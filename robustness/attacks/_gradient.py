@@ -4,8 +4,12 @@ The driver moves inputs into the attack's space, where the budget ``eps`` is mea
 
 * images — natural units (pixels in [0, 1]), clipped to the wrapper's ``valid_range``;
 * series — units of each channel's standard deviation (the wrapper's ``std`` if given, else the
-  batch's), so ``eps=0.1`` means 0.1 σ per channel;
-* tokens — the embedding space of the model's embedding layer (padding positions never move).
+  series' own std over time), so ``eps=0.1`` means 0.1 σ per channel;
+* tokens — the embedding space of the model's embedding layer, in units of the standard deviation
+  of the embedding table's entries (``embedding_scale``), so ``eps=0.5`` means half the table's
+  typical spread per coordinate whatever the model's scale (padding positions never move).
+
+A sample's result never depends on its batch-mates: budgets, scales and random starts are per sample.
 
 It runs the attack chunk by chunk through the wrapper's batched path, inside a ``session`` that
 restores the model's state, and predicts on the result.
@@ -22,7 +26,7 @@ from explain.errors import InputShapeError
 from explain import check_wrapper
 
 from ..results import AttackResult
-from ._base import attack_loss, check_budget, clip_range, finish, input_scale, per_sample
+from ._base import attack_loss, check_budget, clip_range, embedding_scale, finish, input_scale, per_sample, sample_seeds
 
 LossGrad = Callable[[torch.Tensor], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 """``loss_grad(z) -> (per-sample loss, its gradient, success mask)``."""
@@ -72,23 +76,26 @@ class GradientAttack:
         xd = wrapper.prepare(x)
         n = len(xd)
         kind = wrapper.input_kind
-        gen = torch.Generator(device="cpu").manual_seed(seed)
         eps_all = torch.as_tensor(budget, dtype=torch.float32).flatten()
         eps_all = eps_all.expand(n) if eps_all.numel() == 1 else eps_all
         if len(eps_all) != n:
             raise InputShapeError(f"eps: expected one budget or {n}, got {len(eps_all)}")
         clean_pred = wrapper.logits(x).argmax(1)
 
+        emb_unit = embedding_scale(wrapper) if kind == "tokens" else None
+
         def chunk(sl: slice) -> torch.Tensor:
             xs, goals = xd[sl], goal[sl].to(wrapper.device)
+            gens = [torch.Generator(device="cpu").manual_seed(s) for s in sample_seeds(xs, seed)]
             if kind == "tokens":
                 with wrapper.session(grad=False):
-                    space = wrapper.embed(xs).detach().float()
+                    space = wrapper.embed(xs).detach().float() / emb_unit
                 movable = (~wrapper.special_mask(xs)).unsqueeze(-1).float()
                 bounds = None
-                to_model = lambda z, ids=xs: wrapper.forward_embedded(ids, z)  # noqa: E731
+                to_model = lambda z, ids=xs: wrapper.forward_embedded(ids, z * emb_unit)  # noqa: E731
+                scale = None
             else:
-                scale = input_scale(wrapper, xd) if kind == "series" else None
+                scale = input_scale(wrapper, xs) if kind == "series" else None
                 space = xs / scale if scale is not None else xs
                 movable = None
                 bounds = None if kind == "series" else wrapper.valid_range
@@ -106,37 +113,46 @@ class GradientAttack:
 
             e = per_sample(eps_all[sl].to(wrapper.device), len(space), space)
             with wrapper.session(grad=True):
-                adv = self.perturb(loss_grad, space, e, bounds, gen)
+                adv = self.perturb(loss_grad, space, e, bounds, gens)
             if movable is not None:
                 adv = space + (adv - space) * movable
-            if kind == "series":
-                adv = adv * input_scale(wrapper, xd)
+            if scale is not None:
+                adv = adv * scale
+            if emb_unit is not None:
+                adv = adv * emb_unit
             return adv.detach()
 
         advs = torch.cat(wrapper.batched(chunk, n, desc=self.name))
         params = {**self.params(), "seed": seed, "space": {"image": "pixels", "series": "std units",
-                                                           "tokens": "embedding"}[kind]}
+                                                           "tokens": "embedding std units"}[kind]}
         if eps is not None:
             params["eps"] = "per-sample" if torch.as_tensor(eps).numel() > 1 else float(torch.as_tensor(eps))
         if kind == "tokens":
+            params["embedding_std"] = emb_unit
             with wrapper.session(grad=False):
                 clean_emb = torch.cat(wrapper.batched(lambda sl: wrapper.embed(xd[sl]).float(), n))
                 adv_pred = torch.cat(wrapper.batched(lambda sl: wrapper.forward_embedded(xd[sl], advs[sl]).argmax(1).cpu(), n))
-            delta = (advs - clean_emb).flatten(1).cpu()
+            delta = ((advs - clean_emb) / emb_unit).flatten(1).cpu()
             return finish(wrapper, self.name, params, xd, xd, y, clean_pred, start,
                           targeted_to=goal if targeted else None, adv_pred=adv_pred, linf=delta.abs().amax(1),
                           l2=delta.norm(dim=1), adversarial_embeddings=advs.cpu())
         return finish(wrapper, self.name, params, xd, advs, y, clean_pred, start, targeted_to=goal if targeted else None)
 
 
-def random_start(x0: torch.Tensor, eps: torch.Tensor, norm: str, generator: torch.Generator) -> torch.Tensor:
-    """A uniform point of the L∞ ball, or a uniform-radius point of the L2 ball, around ``x0``."""
+def random_start(x0: torch.Tensor, eps: torch.Tensor, norm: str, generators) -> torch.Tensor:
+    """A uniform point of the L∞ ball, or a uniform-radius point of the L2 ball, around ``x0``.
+
+    ``generators`` holds one ``torch.Generator`` per sample, so each sample's start depends only on
+    its own generator (never on its batch-mates or its position).
+    """
+    shape = x0.shape[1:]
+    view = (-1,) + (1,) * (x0.dim() - 1)
     if norm == "linf":
-        u = torch.rand(x0.shape, generator=generator).to(x0.device, x0.dtype)
+        u = torch.stack([torch.rand(shape, generator=g) for g in generators]).to(x0.device, x0.dtype)
         return x0 + (2 * u - 1) * eps
-    d = torch.randn(x0.shape, generator=generator).to(x0.device, x0.dtype)
-    d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (d.dim() - 1)))
-    r = torch.rand(len(x0), generator=generator).to(x0.device, x0.dtype).view(-1, *([1] * (d.dim() - 1)))
+    d = torch.stack([torch.randn(shape, generator=g) for g in generators]).to(x0.device, x0.dtype)
+    d = d / d.flatten(1).norm(dim=1).clamp_min(1e-12).view(view)
+    r = torch.stack([torch.rand((), generator=g) for g in generators]).to(x0.device, x0.dtype).view(view)
     return x0 + d * r * eps
 
 

@@ -3,8 +3,12 @@
 Math: swapping token ``t`` for vocabulary row ``v`` changes the loss by about
 ``(E_v − e_t) · ∂L/∂e_t`` (first order). Each round ranks every (position, word) pair by that estimate,
 verifies the ``candidates`` best by a forward pass, applies the one with the highest true loss, and
-stops for a sample once its prediction changes or ``max_tokens`` positions were changed. Padding
-positions and special ids below ``first_id`` are never touched or inserted.
+stops for a sample once its prediction changes or ``max_tokens`` positions were changed. The
+wrapper's padding, unknown and special ids (``pad_id``, ``unk_id``, ``special_ids``) are never
+replaced nor inserted.
+
+Budget: a whole number of substituted tokens (``max_tokens``), reported per sample in
+``tokens_changed``.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 
 import torch
 
-from explain.errors import InputShapeError
+from explain.errors import InputShapeError, InputValueError
 from explain import check_wrapper
 
 from ..results import AttackResult
@@ -31,19 +35,30 @@ class HotFlip:
 
     name = "hotflip"
 
-    def __init__(self, max_tokens: int = 3, *, candidates: int = 8, first_id: int = 2, targeted: bool = False) -> None:
+    def __init__(self, max_tokens: int = 3, *, candidates: int = 8, targeted: bool = False) -> None:
         self.max_tokens = max_tokens
         self.candidates = candidates
-        self.first_id = first_id
         self.targeted = targeted
 
     def __repr__(self) -> str:
-        return f"HotFlip(max_tokens={self.max_tokens}, candidates={self.candidates}, first_id={self.first_id})"
+        return f"HotFlip(max_tokens={self.max_tokens}, candidates={self.candidates}, targeted={self.targeted})"
 
     def run(self, model: Any, x: Any, y: Any, *, target: Any = None, seed: int = 0, eps: Any = None) -> AttackResult:
-        """Attack token ids ``x`` (``N×T``) with labels ``y``. ``seed`` is unused (deterministic)."""
+        """Attack token ids ``x`` (``N×T``) with labels ``y``. ``seed`` is unused (deterministic).
+
+        Args:
+            eps: if given, overrides ``max_tokens`` (a whole number of tokens).
+
+        Raises:
+            InputShapeError: the wrapper's input kind is not ``"tokens"``, or labels do not match.
+            InputValueError: the token budget is not a whole number ≥ 0.
+        """
         start = time.perf_counter()
         wrapper = check_wrapper(model)
+        budget = self.max_tokens if eps is None else eps
+        if float(budget) != int(float(budget)) or float(budget) < 0:
+            raise InputValueError(f"hotflip's budget is a whole number of substituted tokens ≥ 0, got {budget}")
+        budget = int(float(budget))
         if wrapper.input_kind != "tokens":
             raise InputShapeError(f"hotflip substitutes tokens; this wrapper's input kind is {wrapper.input_kind!r} "
                                   "— use 'pgd', 'fgsm' or 'apgd'")
@@ -56,17 +71,18 @@ class HotFlip:
         emb = wrapper.embedding_layer()[1].weight.detach().float()
         vocab = emb.shape[0]
         k = max(1, int(self.candidates))
+        special = torch.tensor(sorted({wrapper.pad_id, *wrapper.special_ids}
+                                      | ({wrapper.unk_id} if wrapper.unk_id is not None else set())), dtype=torch.long)
+        special = special[(special >= 0) & (special < vocab)].to(wrapper.device)
 
         def chunk(sl: slice) -> torch.Tensor:
             ids, goals = xd[sl].clone(), goal[sl].to(wrapper.device)
             original = ids.clone()
             active = torch.ones(len(ids), dtype=torch.bool, device=ids.device)
             banned_words = torch.zeros(vocab, dtype=torch.bool, device=ids.device)
-            banned_words[: self.first_id] = True
-            banned_words[wrapper.pad_id] = True
-            banned_words[[i for i in wrapper.special_ids if i < vocab]] = True
+            banned_words[special] = True
             with wrapper.session(grad=True):
-                for _ in range(int(self.max_tokens)):
+                for _ in range(budget):
                     if not bool(active.any()):
                         break
                     e = wrapper.embed(ids).detach().float().requires_grad_(True)
@@ -99,6 +115,6 @@ class HotFlip:
 
         adv = torch.cat(wrapper.batched(chunk, len(xd), desc="hotflip"))
         changed = (adv != xd).sum(1).cpu()
-        params = {"max_tokens": self.max_tokens, "candidates": k, "first_id": self.first_id, "targeted": targeted}
+        params = {"max_tokens": budget, "candidates": k, "targeted": targeted, "budget_unit": "substituted tokens"}
         return finish(wrapper, self.name, params, xd, adv, y, clean_pred, start, targeted_to=goal if targeted else None,
                       tokens_changed=changed, linf=changed.float(), l2=changed.float().sqrt())

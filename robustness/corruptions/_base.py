@@ -37,6 +37,8 @@ class Corruption:
         if not 1 <= int(severity) <= len(self.levels):
             raise InputValueError(f"severity must be 0..{len(self.levels)}, got {severity}")
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        if self.kind != "tokens":
+            token_ids = {}
         return self.fn(x, self.levels[int(severity) - 1], gen, **token_ids)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from ._base import Corruption, noise_like, uniform_like
@@ -38,7 +40,7 @@ def token_swap(x, rate, gen, pad_id=PAD_ID, unk_id=UNK_ID, keep=None):
 def token_mask(x, rate, gen, pad_id=PAD_ID, unk_id=UNK_ID, keep=None):
     """Replace tokens by the unknown id (the wrapper's ``unk_id``; 1 by default)."""
     hit = (uniform_like(x.float(), gen) < rate) & _real(x, pad_id, keep)
-    return torch.where(hit, torch.full_like(x, unk_id), x)
+    return torch.where(hit, torch.full_like(x, pad_id if unk_id is None else unk_id), x)
 
 
 def series_noise(x, sigma, gen):

@@ -9,7 +9,8 @@ Example:
 from __future__ import annotations
 
 import time
-from typing import Any, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -19,14 +20,45 @@ from explain import check_wrapper
 
 from ..ood_results import OODEvaluation, OODMethodResult
 from ._base import Detector
+from ._split import split_fit_test
 from .features import KNN, Mahalanobis, ViM, knn_score, mahalanobis_score, vim_score
 from .metrics import ood_metrics
 from .output import MSP, ODIN, Energy, MaxLogit, energy_score, maxlogit_score, msp_score
 
-DETECTORS = {"msp": MSP, "maxlogit": MaxLogit, "energy": Energy, "odin": ODIN,
-             "mahalanobis": Mahalanobis, "knn": KNN, "vim": ViM}
+@dataclass(frozen=True)
+class DetectorSpec:
+    """What a detector can do, declared once.
 
-__all__ = ["DETECTORS", "Detector", "ood_detector", "evaluate_ood", "ood_metrics", "msp_score", "maxlogit_score",
+    Attributes:
+        cls: the detector class.
+        kinds: input kinds it scores.
+        needs_features: it reads the penultimate features (needs the wrapper's feature layer).
+        needs_gradient: it takes an input-gradient step (ODIN).
+        uses_labels: ``fit`` uses class labels (else it ignores them).
+        defaults: constructor parameters used unless told otherwise.
+    """
+
+    cls: type
+    kinds: Tuple[str, ...] = ("image", "series", "tokens")
+    needs_features: bool = False
+    needs_gradient: bool = False
+    uses_labels: bool = False
+    defaults: dict = field(default_factory=dict)
+
+
+DETECTOR_SPECS: Dict[str, DetectorSpec] = {
+    "msp": DetectorSpec(MSP),
+    "maxlogit": DetectorSpec(MaxLogit),
+    "energy": DetectorSpec(Energy, defaults={"temperature": 1.0}),
+    "odin": DetectorSpec(ODIN, needs_gradient=True, defaults={"temperature": 1000.0, "eps": 0.0014}),
+    "mahalanobis": DetectorSpec(Mahalanobis, needs_features=True, uses_labels=True),
+    "knn": DetectorSpec(KNN, needs_features=True, defaults={"k": 10}),
+    "vim": DetectorSpec(ViM, needs_features=True),
+}
+
+DETECTORS = {name: spec.cls for name, spec in DETECTOR_SPECS.items()}
+
+__all__ = ["DETECTORS", "DETECTOR_SPECS", "DetectorSpec", "split_fit_test", "Detector", "ood_detector", "evaluate_ood", "ood_metrics", "msp_score", "maxlogit_score",
            "energy_score", "mahalanobis_score", "knn_score", "vim_score"]
 
 
@@ -42,19 +74,31 @@ def ood_detector(name: str, **params: Any) -> Detector:
 
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
                  *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
-                 params: Optional[dict] = None) -> OODEvaluation:
+                 params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5) -> OODEvaluation:
     """Fit each detector and measure how well it separates ``in_data`` from ``ood_data``.
 
     Args:
-        in_data: in-distribution data with labels; when ``fit_data`` is None its first half fits
-            the detectors and its second half is the in-distribution test set.
+        in_data: in-distribution data (labels optional); when ``fit_data`` is None it is split by
+            :func:`split_fit_test` — a seeded shuffle stratified by class (the labels, else the
+            model's predictions) — into ``fit_fraction`` for fitting the detectors and the rest as
+            the in-distribution test set. The indices of both parts are kept in the result.
         ood_data: out-of-distribution inputs (labels unused), same per-sample shape as ``in_data``.
         methods: detector names; ``params`` maps a name to its constructor arguments.
+        fit_data: separate fitting data; then all of ``in_data`` is the test set.
         tpr: the in-distribution share kept by the calibrated threshold.
+        seed: seeds the split.
 
     Returns:
         ``OODEvaluation`` with AUROC, AUPR-In, AUPR-Out, FPR@95%TPR, threshold, scores and ROC per
-        detector; a detector that cannot run on this model is listed in ``errors``.
+        detector, and the split; a detector that cannot run on this model is listed in ``errors``.
+
+    Raises:
+        InputShapeError: shapes differ, too few samples, or a bad ``fit_fraction``.
+        UnknownMethodError: a detector name is not registered.
+
+    Example:
+        >>> o = robustness.evaluate_ood(m, (x, y), x_ood, methods=["msp", "knn"])   # doctest: +SKIP
+        >>> o.methods["knn"].auroc, o.fit_indices[:5]
     """
     wrapper = check_wrapper(model)
     x_in, y_in = collect(in_data, max_samples=max_samples)
@@ -66,20 +110,30 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
     if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
         raise InputShapeError(f"ood_data samples have shape {tuple(x_out.shape[1:])} but in_data samples have "
                               f"{tuple(x_in.shape[1:])}")
+    unknown = [m for m in methods if m not in DETECTOR_SPECS]
+    if unknown:
+        raise UnknownMethodError(f"unknown OOD detector(s) {unknown}; available: {', '.join(DETECTOR_SPECS)}")
+    fit_idx = test_idx = None
+    split = "given"
     if fit_data is None:
         if len(x_in) < 4:
-            raise InputShapeError("in_data needs at least 4 samples to split into fitting and test halves")
-        half = len(x_in) // 2
-        fit_pair = (x_in[:half], None if y_in is None else y_in[:half])
-        x_test = x_in[half:]
+            raise InputShapeError("in_data needs at least 4 samples to split into fitting and test parts")
+        if not 0 < fit_fraction < 1:
+            raise InputShapeError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+        strata = y_in if y_in is not None else wrapper.predict(x_in)
+        split = "class-stratified shuffle by " + ("label" if y_in is not None else "predicted class")
+        fit_idx, test_idx = split_fit_test(strata, fit_fraction, seed)
+        fit_pair = (x_in[fit_idx], None if y_in is None else y_in[fit_idx])
+        x_test = x_in[test_idx]
     else:
         fit_pair, x_test = fit_data, x_in
     n_fit = len(collect(fit_pair)[0])
     results, errors = {}, {}
     for name in methods:
         start = time.perf_counter()
+        spec = DETECTOR_SPECS[name]
         try:
-            det = ood_detector(name, **(params or {}).get(name, {})).fit(wrapper, fit_pair)
+            det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})}).fit(wrapper, fit_pair)
             s_in, s_out = det.score_data(x_test), det.score_data(x_out)
         except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError):
             raise  # bad input, not a detector that cannot run on this model
@@ -93,4 +147,5 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
                                         scores_in=s_in, scores_out=s_out, roc=metrics["roc"],
                                         seconds=time.perf_counter() - start,
                                         params={k: v for k, v in vars(det).items() if not k.endswith("_") and not k.startswith("_")})
-    return OODEvaluation(methods=results, n_fit=n_fit, n_in=len(x_test), n_out=len(x_out), errors=errors)
+    return OODEvaluation(methods=results, n_fit=n_fit, n_in=len(x_test), n_out=len(x_out), errors=errors,
+                         fit_indices=fit_idx, test_indices=test_idx, split=split, seed=seed)

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..attacks._base import input_scale
 from ._base import Detector
 
 
@@ -67,8 +68,9 @@ class ODIN(Detector):
     input step that raises the top softmax score; in-distribution inputs gain more than OOD ones.
 
     Math: ``x̃ = x + ε · sign(∇_x log max_k softmax(f(x)/T)_k)``, ``s(x) = −max_k softmax(f(x̃)/T)_k``.
-    Images and series step in natural units (series: ε per channel std); token models step in the
-    embedding space.
+    Images step in natural units; series in units of each channel's std (the wrapper's ``std``, else
+    the series' own std over time — never the batch's, so a score does not depend on batch-mates);
+    token models step in the embedding space.
     """
 
     name = "odin"
@@ -92,7 +94,7 @@ class ODIN(Detector):
                 scale: Optional[torch.Tensor] = None
             else:
                 z0, fwd = xs, m.forward
-                scale = xs.std(dim=(0, 1), keepdim=True).clamp_min(1e-8) if kind == "series" else None
+                scale = input_scale(m, xs) if kind == "series" else None
             z = z0.detach().clone().requires_grad_(True)
             top = torch.log_softmax(fwd(z) / t, dim=1).amax(dim=1).sum()
             grad, = torch.autograd.grad(top, z)

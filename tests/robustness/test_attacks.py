@@ -85,8 +85,8 @@ def test_more_steps_and_bigger_budgets_do_not_raise_robust_accuracy(cnn):
     assert len(flipped) > 0 and float(flipped.max()) <= 64 / 255 + 1e-6
     # A sample's minimal budget really flips it: attack each at its own budget.
     idx = torch.isfinite(curve.minimal_eps) & (curve.minimal_eps > 0)
-    check = robustness.PGD(steps=10).run(cnn.wrapper, x[idx], y[idx], eps=curve.minimal_eps[idx])
-    assert check.robust_accuracy <= 0.1
+    check = robustness.make_attack("apgd", steps=10).run(cnn.wrapper, x[idx], y[idx], eps=curve.minimal_eps[idx])
+    assert check.robust_accuracy <= 0.05
 
 
 def test_apgd_is_at_least_as_strong_as_pgd10(cnn):
@@ -113,8 +113,8 @@ def test_targeted_attack_reaches_its_target_more_often_than_chance(cnn):
 def test_series_budget_is_in_units_of_the_channel_std(conv1d):
     x, y = conv1d.x[:20], conv1d.y[:20]
     r = robustness.attack(conv1d.wrapper, x, y, "pgd", eps=0.5, steps=5)
-    std = x.std(dim=(0, 1))
-    assert float(r.linf.max()) <= 0.5 * float(std) + 1e-4
+    std = x.std(dim=1).squeeze(-1)  # each series' own std: the unit never depends on the batch
+    assert bool((r.linf <= 0.5 * std + 1e-4).all())
     assert r.params["space"] == "std units"
 
 
