@@ -69,6 +69,8 @@ class ModelWrapper(LayerAccess):
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
             recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
             which computes exactly the eval-mode function; ``True``/``False`` force it on/off.
+        special_ids: token ids that, like ``pad_id``, are never features to perturb or attribute
+            (e.g. a tokenizer's ``[CLS]``/``[SEP]``); their attribution is 0.
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class ModelWrapper(LayerAccess):
         mask_arg: Optional[str] = None,
         valid_range: Optional[Tuple[float, float]] = None,
         rnn_backward_fix: Union[str, bool] = "auto",
+        special_ids: Sequence[int] = (),
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(
@@ -112,6 +115,7 @@ class ModelWrapper(LayerAccess):
         self.mask_arg = mask_arg
         self.batch_size = int(batch_size)
         self.rnn_backward_fix = rnn_backward_fix
+        self.special_ids = tuple(int(i) for i in special_ids)
         self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)
         self._names = {"target": target_layer, "embedding": embedding_layer, "features": feature_layer}
         self._mean = self._stat(mean, "mean")

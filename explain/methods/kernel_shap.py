@@ -64,6 +64,8 @@ def constrained_wls(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, f0: float
     """φ minimising ``Σ w (y − f0 − z·φ)²`` subject to ``Σ φ = fx − f0`` (eliminates the last feature)."""
     m = z.shape[1]
     total = fx - f0
+    if m == 0:
+        return torch.zeros(0, dtype=torch.float64)
     if m == 1:
         return torch.tensor([total], dtype=torch.float64)
     zf = z.double()
@@ -86,7 +88,7 @@ def shap(
     n_samples: int = 512,
     seed: int = 0,
     features: feat.Features = None,
-    n_segments: int = 50,
+    n_segments: Optional[int] = None,
     window: Optional[int] = None,
     algorithm: str = "kernel",
     output: str = "logit",
@@ -142,30 +144,31 @@ def shap(
         if algorithm == "gradient":
             values = expected_gradients(wrapper, xd, t, bg, n_samples, seed, batch_size, backend)
             return Attribution(values=values, method="shap", target=t, params=params, seconds=timer.seconds)
-        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window)
+        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window,
+                                     skip_ids=feat.non_feature_ids(wrapper))
         if bg is None:
             bases = feat.default_baseline(kind, xd, wrapper.pad_id, groups)[:, None]
         else:
             bases = bg[None].expand(len(xd), *bg.shape)
         td = t.to(wrapper.device)
-        fx, f0 = full_and_empty(wrapper, xd, bases, td, output, batch_size)
-        nf = (groups.reshape(len(groups), -1).amax(1) + 1).tolist()
-        gen = torch.Generator().manual_seed(seed)
+        fx, f0 = full_and_empty(wrapper, xd, groups, bases, td, output, batch_size)
+        nf = feat.count_features(groups).tolist()
         if backend == "shap":
             phis = _shap_package(wrapper, xd, groups, bases, td, nf, n_samples, seed, output, batch_size)
         elif backend == "captum":
             phis = _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output)
         else:
-            plans = [coalitions_for(m, n_samples, gen) for m in nf]
+            # one generator per sample: a sample's coalitions never depend on its batch-mates
+            plans = [coalitions_for(m, n_samples, torch.Generator().manual_seed(seed)) for m in nf]
             s_max = max(len(p[0]) for p in plans)
-            z = torch.zeros(len(xd), max(s_max, 1), max(nf), dtype=torch.bool)
+            z = torch.zeros(len(xd), max(s_max, 1), max(max(nf), 1), dtype=torch.bool)
             for i, (zi, _) in enumerate(plans):
                 z[i, :len(zi), :zi.shape[1]] = zi
             y = evaluate_coalitions(wrapper, xd, groups.to(wrapper.device), z.to(wrapper.device), bases, td,
                                     output=output, batch_size=batch_size, desc="shap", progress=progress).cpu()
             phis = [constrained_wls(zi, y[i, :len(zi)], wi, float(f0[i]), float(fx[i]))
                     for i, (zi, wi) in enumerate(plans)]
-        width = max(nf)
+        width = max(max(nf), 1)
         phi = torch.stack([torch.nn.functional.pad(p.double(), (0, width - len(p))) for p in phis]).float()
         values = feat.expand_to_map(phi, groups)
         gap = (phi.double().sum(1) - (fx.cpu().double() - f0.cpu().double())).abs().float()
@@ -207,6 +210,7 @@ def _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output):
     with wrapper.session(grad=False):
         for i in range(len(xd)):
             mask = groups[i].to(wrapper.device)
+            mask = torch.where(mask >= 0, mask, mask.max() + 1)  # non-features: one extra group, dropped below
             mask = mask[None, None] if kind == "image" else (mask[None, :, None] if kind == "series" else mask[None])
             with torch.random.fork_rng(devices=[]):  # captum samples from the global generator
                 torch.manual_seed(seed)
@@ -215,7 +219,7 @@ def _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output):
                                                   perturbations_per_eval=min(n_samples, 256))
             flat = a.reshape(-1).cpu()
             m = int(groups[i].max()) + 1
-            first = torch.zeros(m, dtype=torch.float64)
+            first = torch.zeros(int(mask.max()) + 1, dtype=torch.float64)
             first.scatter_(0, mask.expand_as(a).reshape(-1).cpu(), flat.double())
-            phis.append(first)
+            phis.append(first[:m])
     return phis

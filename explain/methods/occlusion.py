@@ -18,6 +18,7 @@ import torch
 from ..attribution import Attribution
 from ..errors import InputShapeError
 from ._common import Timer, Window, as_pair, begin, feature_size, spread, window_masks
+from ._features import non_feature_ids
 
 
 def _defaults(kind: str, size: tuple, window: Optional[Window], stride: Optional[Window]):
@@ -52,7 +53,8 @@ def occlusion(
             1) or time steps (default ``T // 16``).
         stride: step between windows (default half the window; the window for tokens).
         baseline: the replacement value in natural units (default 0), a tensor shaped like one
-            input, or for tokens the replacement id (default the wrapper's ``pad_id``).
+            input, or for tokens the replacement id (default the wrapper's ``pad_id``). Padding (and
+            the wrapper's special ids) is never occluded and gets attribution 0.
         batch_size: largest number of perturbed inputs per forward pass (default: the wrapper's).
         progress: show a progress bar.
 
@@ -78,9 +80,13 @@ def occlusion(
             if base.dim() > 0 and tuple(base.shape) != tuple(xd.shape[1:]):
                 raise InputShapeError(f"baseline: expected a scalar or shape {tuple(xd.shape[1:])}, got {tuple(base.shape)}")
 
+        fixed = None
+        if kind == "tokens":  # padding and special tokens are never features: never occluded, attribution 0
+            fixed = torch.isin(xd, torch.tensor(non_feature_ids(wrapper), device=xd.device))
+
         def masked(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
             m = masks[cols]
-            m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m)
+            m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m & ~fixed[rows])
             return torch.where(m, base, xd[rows])
 
         def run(sl: slice) -> torch.Tensor:
@@ -96,7 +102,10 @@ def occlusion(
             clean = clean_logits.gather(1, t_dev[:, None])  # N×1
             scores = torch.cat(wrapper.batched(run, n * p, batch_size=batch_size, desc="occlusion", progress=progress))
         drops = clean - scores.view(n, p)
-        values = spread(drops, size, w, st).cpu()
+        values = spread(drops, size, w, st)
+        if fixed is not None:
+            values = torch.where(fixed, torch.zeros_like(values), values)
+        values = values.cpu()
     params = {"window": list(w), "stride": list(st),
               "baseline": float(base) if base.dim() == 0 else "tensor", "windows": p}
     return Attribution(values=values, method="occlusion", target=t, params=params, seconds=timer.seconds)
