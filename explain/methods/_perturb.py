@@ -62,7 +62,8 @@ def evaluate_coalitions(
         return score_outputs(wrapper.forward(rows), target[i], output)
 
     with wrapper.session(grad=False):
-        scores = torch.cat(wrapper.batched(run, n * s * b, batch_size=batch_size, desc=desc, progress=progress))
+        scores = torch.cat(wrapper.batched(run, n * s * b, batch_size=batch_size, desc=desc, progress=progress,
+                                           shape=x.shape[1:]))
     return scores.view(n, s, b).mean(dim=2)
 
 
