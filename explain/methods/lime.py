@@ -106,10 +106,13 @@ def lime(
         target: class per sample; default the predicted class.
         n_samples: coalitions per input (the first keeps everything).
         seed: seeds the sampler; the same seed gives the same numbers.
-        features: images: ``"slic"`` (default), ``"quickshift"``, ``"grid"`` or a segmentation
-            (``N×H×W``/``H×W`` ints); tokens: one per position; series: windows of ``window`` steps
+        features: images: ``"slic"`` (default: about 64 compact superpixels, cells of side
+            ``max(4, min(H, W) // 8)``; see ``explain.methods._features.default_segments``),
+            ``"quickshift"``, ``"grid"`` or a segmentation (``N×H×W``/``H×W`` ints); tokens: one
+            per position (padding and special ids excluded); series: windows of ``window`` steps
             (default ``T // 16``); or a grouping tensor.
-        baseline: what 'off' features become (shaped like ``x``); default the superpixel's mean colour
+        n_segments: superpixels or grid cells per image (default: the rule above).
+        baseline: what 'off' features become (shaped like ``x``); default the image's mean colour
             (images), the pad id (tokens), 0 (series).
         kernel_width, alpha: the proximity kernel's width and the ridge penalty.
         output: ``"probability"`` (default) or ``"logit"`` of the target class.
@@ -149,7 +152,7 @@ def lime(
             values = feat.expand_to_map(coef, gd).cpu()
             r2 = r2.cpu()
         elif backend == "lime":
-            values, r2 = _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, kernel_width, output)
+            values, r2 = _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, kernel_width, output, base)
         elif backend == "captum":
             values, r2 = _captum_lime(wrapper, xd, t, groups, base, n_samples, seed, kernel_width, output)
         else:
@@ -168,7 +171,7 @@ def _predict_fn(wrapper, t_i: int, output: str):
     return fn
 
 
-def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output):
+def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output, base):
     try:
         from lime import lime_image, lime_text
     except ImportError as error:
@@ -184,7 +187,7 @@ def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output):
             explainer = lime_image.LimeImageExplainer(kernel_width=width, random_state=seed)
             exp = explainer.explain_instance(
                 img, lambda b: fn(torch.from_numpy(b).permute(0, 3, 1, 2).float()), labels=(ti,), top_labels=None,
-                hide_color=None, num_features=int(nf[i]), num_samples=n_samples, batch_size=256,
+                hide_color=base[i].permute(1, 2, 0).double().cpu().numpy(), num_features=int(nf[i]), num_samples=n_samples, batch_size=256,
                 segmentation_fn=lambda _img, seg=seg: seg, random_seed=seed)
             weights = dict(exp.local_exp[ti])
             values.append(torch.tensor([weights.get(int(g), 0.0) for g in seg.flatten()]).view(seg.shape))
