@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
-from ._batching import run_in_chunks
+from ._batching import BatchTuner, run_in_chunks
 from ._calling import call_spec
 from ._formats import exported_auto_layer, unhookable_reason
 from ._hooks import Capture, LayerAccess
@@ -67,7 +68,10 @@ class ModelWrapper(LayerAccess):
             feature vector).
         cam_reshape: a callable from the CAM layer's output to ``N×C×h×w``, for layouts the
             automatic ViT handling does not cover (see ``explain.gradcam``'s ``reshape=``).
-        batch_size: the largest batch per forward pass (halved automatically on CUDA OOM).
+        batch_size: the batch per forward pass. ``None`` (default): chosen automatically by measuring
+            throughput on the first calls — on a CPU the fastest of a few candidate sizes, on CUDA
+            the largest that fits — and cached per device, input shape and gradient mode (see
+            ``explain._batching``). An explicit size always wins; either way it halves on CUDA OOM.
         pad_id: the padding/baseline token id (token models). Default: ``model.config.pad_token_id``
             for Hugging Face models, else 0.
         mask_arg: the keyword under which token models receive the attention mask ``ids != pad_id``.
@@ -101,7 +105,7 @@ class ModelWrapper(LayerAccess):
         embedding_layer: Optional[str] = None,
         feature_layer: Optional[str] = None,
         cam_reshape: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
-        batch_size: int = 256,
+        batch_size: Optional[int] = None,
         pad_id: Optional[int] = None,
         mask_arg: Optional[str] = "auto",
         special_ids: Optional[Sequence[int]] = None,
@@ -117,8 +121,8 @@ class ModelWrapper(LayerAccess):
             raise InputShapeError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
         if precision not in _PRECISIONS:
             raise InputShapeError(f"precision must be None, 'bf16' or 'fp16', got {precision!r}")
-        if int(batch_size) < 1:
-            raise InputShapeError(f"batch_size must be at least 1, got {batch_size}")
+        if batch_size is not None and int(batch_size) < 1:
+            raise InputShapeError(f"batch_size must be at least 1 or None (automatic), got {batch_size}")
         self.model = model
         self.input_kind = input_kind
         self.device = self._pick_device(device)
@@ -130,7 +134,8 @@ class ModelWrapper(LayerAccess):
         self.mask_arg = self._pick_mask_arg(mask_arg)
         self.special_ids = sorted({int(i) for i in special_ids or ()} - {self.pad_id})
         self.unk_id = 1 if unk_id is None else int(unk_id)
-        self.batch_size = int(batch_size)
+        self.batch_size: Optional[int] = None if batch_size is None else int(batch_size)
+        self.tuner = BatchTuner(self.device.type)
         self.rnn_backward_fix = rnn_backward_fix
         self.valid_range = valid_range if valid_range is not None else ((0.0, 1.0) if input_kind == "image" else None)
         self.cam_reshape = cam_reshape
@@ -375,21 +380,40 @@ class ModelWrapper(LayerAccess):
         batch_size: Optional[int] = None,
         desc: Optional[str] = None,
         progress: Optional[bool] = None,
+        shape: Optional[Sequence[int]] = None,
     ) -> list:
         """Run ``fn(slice)`` over ``range(n)`` in chunks; halve the chunk on CUDA out-of-memory.
 
-        The size that fit is remembered in ``self.batch_size`` for later calls. Returns the list of
-        ``fn`` results in order.
+        Args:
+            fn: computes the rows of one chunk (``slice`` of ``range(n)``).
+            n: total rows.
+            batch_size: rows per chunk; default the wrapper's ``batch_size``, or when that is
+                ``None`` the automatic choice (measured on the first chunks, cached).
+            desc, progress: progress-bar label and switch.
+            shape: the shape of one row's model input (``C×H×W``, ``T``, …); part of the cache key
+                for the automatic choice and bounds the candidates' memory.
+
+        Returns:
+            the list of ``fn`` results in order.
 
         Raises:
             OutOfMemoryError: when even a chunk of one does not fit.
-        """
-        def shrink(size: int) -> None:
-            self.batch_size = min(self.batch_size, size)
-            log.warning("out of memory on %s: batch size halved to %d", self.device, size)
 
-        return run_in_chunks(fn, n, int(batch_size or self.batch_size), desc=desc or "forward", progress=progress,
-                             on_shrink=shrink, where=str(self.device))
+        Example:
+            >>> parts = m.batched(lambda sl: m.forward(x[sl]), len(x), shape=x.shape[1:])  # doctest: +SKIP
+        """
+        size = batch_size or self.batch_size
+        row = tuple(int(d) for d in shape) if shape is not None else None
+        key = (str(self.device), torch.is_grad_enabled(), row if row is not None else (desc or "forward"))
+
+        def shrink(new: int) -> None:
+            if self.batch_size is not None and batch_size is None:
+                self.batch_size = min(self.batch_size, new)
+            log.warning("out of memory on %s: batch size halved to %d", self.device, new)
+
+        return run_in_chunks(fn, n, size, desc=desc or "forward", progress=progress, on_shrink=shrink,
+                             where=str(self.device), tuner=self.tuner, key=key,
+                             row_numel=None if row is None else math.prod(row))
 
     def logits(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
         """Batched, gradient-free logits for a batch in natural units; returns a CPU float tensor ``N×K``."""
@@ -402,7 +426,8 @@ class ModelWrapper(LayerAccess):
             return self.forward(chunk).cpu()
 
         with self.session(grad=False):
-            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="forward", progress=progress)
+            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="forward", progress=progress,
+                                 shape=x.shape[1:])
         return torch.cat(parts)
 
     def predict(self, x: Any, **kw: Any) -> torch.Tensor:
@@ -491,7 +516,8 @@ class ModelWrapper(LayerAccess):
             return cap.input.flatten(1).float().cpu()
 
         with self.session(grad=False):
-            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="features", progress=progress)
+            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="features", progress=progress,
+                                 shape=x.shape[1:])
         return torch.cat(parts)
 
     # ------------------------------------------------------------------ description

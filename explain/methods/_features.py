@@ -3,11 +3,16 @@
 A grouping is a ``LongTensor`` shaped like the attribution map (``N×H×W`` or ``N×T``) whose values
 ``0..F_i−1`` name each sample's features. Images: superpixels (SLIC by default, quickshift) or a
 regular grid, or a user segmentation; tokens: one feature per position; series: time windows.
+
+The value ``−1`` marks elements that are not features at all: padding (and the special ids a
+wrapper declares, such as ``[CLS]``/``[SEP]``). They are never switched off, never enter a
+surrogate fit, and their attribution is exactly 0 — padding provably has no effect on a model that
+masks it, so any weight a regression gives it would be noise.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -15,6 +20,20 @@ import torch
 from ..errors import InputShapeError
 
 Features = Union[str, torch.Tensor, np.ndarray, None]
+
+#: SLIC's compactness for the default superpixels (Lab units; scikit-image's default is 10).
+SLIC_COMPACTNESS = 100.0
+
+
+def default_segments(h: int, w: int) -> int:
+    """How many superpixels an ``h×w`` image gets by default: cells of side ``max(4, min(h, w) // 8)``.
+
+    About 64 compact segments on most images and fewer on tiny ones (16 on 16×16): small enough
+    that an object is not merged with its background, large enough that each segment moves the
+    model and the surrogate is fitted from a few hundred samples.
+    """
+    side = max(4, min(h, w) // 8)
+    return max(1, round(h / side) * round(w / side))
 
 
 def _relabel(seg: torch.Tensor) -> torch.Tensor:
@@ -26,13 +45,20 @@ def _relabel(seg: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: int = 50, cell: Optional[int] = None) -> torch.Tensor:
+def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: Optional[int] = None,
+                 cell: Optional[int] = None) -> torch.Tensor:
     """Superpixels or grid cells for ``N×C×H×W`` images in [0, 1]; returns ``N×H×W`` ids.
 
-    SLIC runs with connected superpixels; when that merges a noisy or tiny image into fewer than a
-    quarter of the requested segments, it reruns without the connectivity constraint.
+    The default, ``"slic"``, makes :func:`default_segments` compact, connected superpixels (SLIC with
+    compactness :data:`SLIC_COMPACTNESS` in Lab units: nearly square cells that snap to strong
+    edges). Loose superpixels (quickshift, low-compactness SLIC) follow colour, and on small or
+    smooth images they merge an object with the background around it — the explanation then points
+    outside the cause. When SLIC returns fewer than a quarter of the requested segments, a regular
+    grid is used instead.
     """
     n, c, h, w = x.shape
+    if n_segments is None:
+        n_segments = default_segments(h, w)
     if isinstance(features, (torch.Tensor, np.ndarray)):
         seg = torch.as_tensor(features).long().cpu()
         if seg.dim() == 2:
@@ -56,10 +82,9 @@ def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: int =
         if features == "slic":
             arr = img if c > 1 else img[..., 0]
             axis = -1 if c > 1 else None
-            s = slic(arr, n_segments=n_segments, compactness=10.0, start_label=0, channel_axis=axis)
-            if s.max() + 1 < max(2, n_segments // 4):  # noisy or tiny images: connectivity merges everything
-                s = slic(arr, n_segments=n_segments, compactness=10.0, start_label=0, channel_axis=axis,
-                         enforce_connectivity=False)
+            s = slic(arr, n_segments=n_segments, compactness=SLIC_COMPACTNESS, start_label=0, channel_axis=axis)
+            if s.max() + 1 < max(2, n_segments // 4):  # degenerate: a regular grid, never a merged object
+                s = image_groups(x[:1], "grid", n_segments)[0].numpy()
         else:
             rgb = img if c == 3 else np.repeat(img[..., :1], 3, axis=-1)
             s = quickshift(rgb, kernel_size=4, max_dist=200, ratio=0.2)
@@ -74,11 +99,48 @@ def sequence_groups(n: int, length: int, window: int = 1) -> torch.Tensor:
     return (torch.arange(length) // window).expand(n, length).clone()
 
 
-def feature_groups(kind: str, x: torch.Tensor, features: Features = None, *, n_segments: int = 50,
-                   window: Optional[int] = None) -> torch.Tensor:
-    """The grouping for a batch of the given input kind (see module docstring)."""
+def non_feature_ids(wrapper: Any) -> tuple:
+    """Token ids that are never features: the wrapper's ``pad_id`` and its ``special_ids`` (if any)."""
+    ids = {int(wrapper.pad_id)} | {int(i) for i in (getattr(wrapper, "special_ids", None) or ())}
+    return tuple(sorted(ids))
+
+
+def exclude_ids(groups: torch.Tensor, x: torch.Tensor, ids: Sequence[int]) -> torch.Tensor:
+    """Mark positions of ``x`` holding any of ``ids`` as non-features (``−1``); renumber the rest ``0..F_i−1``.
+
+    Shape: groups and x ``N×T`` → ``N×T``.
+    """
+    if not ids:
+        return groups
+    off = torch.isin(x.cpu(), torch.tensor(list(ids), dtype=x.dtype))
+    out = torch.full_like(groups, -1)
+    for i in range(groups.shape[0]):
+        keep = ~off[i] & (groups[i] >= 0)
+        if bool(keep.any()):
+            _, inv = torch.unique(groups[i][keep], return_inverse=True)
+            out[i][keep] = inv
+    return out
+
+
+def count_features(groups: torch.Tensor) -> torch.Tensor:
+    """``F_i`` per sample (``N`` longs); 0 for a sample without any feature."""
+    return groups.reshape(len(groups), -1).amax(1).clamp_min(-1) + 1
+
+
+def feature_groups(kind: str, x: torch.Tensor, features: Features = None, *, n_segments: Optional[int] = None,
+                   window: Optional[int] = None, skip_ids: Sequence[int] = ()) -> torch.Tensor:
+    """The grouping for a batch of the given input kind (see module docstring).
+
+    For tokens, positions holding one of ``skip_ids`` (padding, special tokens) become ``−1``.
+    """
+    if kind == "tokens":
+        return exclude_ids(_sequence_groups(kind, x, features, window), x, skip_ids)
     if kind == "image":
         return image_groups(x, "slic" if features is None else features, n_segments=n_segments)
+    return _sequence_groups(kind, x, features, window)
+
+
+def _sequence_groups(kind: str, x: torch.Tensor, features: Features, window: Optional[int]) -> torch.Tensor:
     n, t = x.shape[0], x.shape[1]
     if isinstance(features, (torch.Tensor, np.ndarray)):
         seg = torch.as_tensor(features).long().cpu()
@@ -96,7 +158,10 @@ def expand_to_map(weights: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
     """Per-feature weights ``N×F`` → a map shaped like ``groups`` (each element gets its feature's weight)."""
     n = groups.shape[0]
     flat = groups.reshape(n, -1).to(weights.device)
-    return weights.gather(1, flat).reshape(groups.shape)
+    if weights.shape[1] == 0:
+        return torch.zeros(groups.shape, dtype=weights.dtype, device=weights.device)
+    out = weights.gather(1, flat.clamp_min(0))
+    return torch.where(flat >= 0, out, torch.zeros_like(out)).reshape(groups.shape)
 
 
 def segment_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
@@ -112,12 +177,14 @@ def segment_means(x: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
 
 def default_baseline(kind: str, x: torch.Tensor, pad_id: int, groups: Optional[torch.Tensor] = None,
                      keep: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """What an 'off' feature becomes: its superpixel's mean colour (images), the pad id (tokens), 0 (series).
+    """What an 'off' feature becomes: the image's mean colour (images), the pad id (tokens), 0 (series).
 
+    Not the superpixel's own mean colour: a superpixel that hugs an object has the object's colour
+    as its mean, so switching it 'off' would change nothing and the object would get no credit.
     Tokens where ``keep`` is true (padding, [CLS]/[SEP]) keep their id when switched off.
     """
     if kind == "image":
-        return segment_means(x, groups) if groups is not None else x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+        return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
     if kind == "tokens":
         base = torch.full_like(x, pad_id)
         return base if keep is None else torch.where(keep.to(x.device), x, base)

@@ -44,12 +44,16 @@ def evaluate_coalitions(
     """
     n, s = z.shape[0], z.shape[1]
     b = baselines.shape[1]
+    if z.shape[2] == 0:  # no sample has a feature: every coalition is the input itself
+        z = torch.ones(n, s, 1, dtype=torch.bool, device=z.device)
     kind = wrapper.input_kind
 
     def run(sl: slice) -> torch.Tensor:
         r = torch.arange(sl.start, sl.stop, device=x.device)
         i, k, j = r // (s * b), (r // b) % s, r % b
-        keep = z[i, k].gather(1, groups[i].reshape(len(r), -1)).reshape(groups[i].shape)  # R×H×W / R×T
+        g = groups[i].reshape(len(r), -1)
+        keep = z[i, k].gather(1, g.clamp_min(0)) | (g < 0)  # non-features (−1) are always kept
+        keep = keep.reshape(groups[i].shape)  # R×H×W / R×T
         if kind == "image":
             keep = keep[:, None]
         elif kind == "series":
@@ -58,19 +62,21 @@ def evaluate_coalitions(
         return score_outputs(wrapper.forward(rows), target[i], output)
 
     with wrapper.session(grad=False):
-        scores = torch.cat(wrapper.batched(run, n * s * b, batch_size=batch_size, desc=desc, progress=progress))
+        scores = torch.cat(wrapper.batched(run, n * s * b, batch_size=batch_size, desc=desc, progress=progress,
+                                           shape=x.shape[1:]))
     return scores.view(n, s, b).mean(dim=2)
 
 
-def full_and_empty(wrapper: ModelWrapper, x: torch.Tensor, baselines: torch.Tensor, target: torch.Tensor,
-                   output: str, batch_size: Optional[int] = None):
-    """``f(x)`` and ``E_b f(baseline_b)`` per input (``N`` each)."""
-    n, b = baselines.shape[0], baselines.shape[1]
-    with wrapper.session(grad=False):
-        fx = torch.cat(wrapper.batched(lambda sl: score_outputs(wrapper.forward(x[sl]), target[sl], output), n,
-                                       batch_size=batch_size))
-        flat = baselines.reshape(n * b, *baselines.shape[2:])
-        t_rep = target.repeat_interleave(b)
-        f0 = torch.cat(wrapper.batched(lambda sl: score_outputs(wrapper.forward(flat[sl]), t_rep[sl], output), n * b,
-                                       batch_size=batch_size)).view(n, b).mean(1)
-    return fx, f0
+def full_and_empty(wrapper: ModelWrapper, x: torch.Tensor, groups: torch.Tensor, baselines: torch.Tensor,
+                   target: torch.Tensor, output: str, batch_size: Optional[int] = None):
+    """``f(x)`` and ``E_b f(x with every feature off)`` per input (``N`` each).
+
+    Non-features (padding) stay as they are in the 'empty' coalition too, so efficiency is measured
+    against the input the coalitions actually move towards.
+    """
+    n, f = x.shape[0], max(1, int(groups.max()) + 1)
+    z = torch.zeros(n, 2, f, dtype=torch.bool, device=x.device)
+    z[:, 0] = True
+    both = evaluate_coalitions(wrapper, x, groups.to(x.device), z, baselines, target, output=output,
+                               batch_size=batch_size, desc="shap")
+    return both[:, 0], both[:, 1]

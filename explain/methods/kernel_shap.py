@@ -64,6 +64,8 @@ def constrained_wls(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, f0: float
     """φ minimising ``Σ w (y − f0 − z·φ)²`` subject to ``Σ φ = fx − f0`` (eliminates the last feature)."""
     m = z.shape[1]
     total = fx - f0
+    if m == 0:
+        return torch.zeros(0, dtype=torch.float64)
     if m == 1:
         return torch.tensor([total], dtype=torch.float64)
     zf = z.double()
@@ -86,7 +88,7 @@ def shap(
     n_samples: int = 512,
     seed: int = 0,
     features: feat.Features = None,
-    n_segments: int = 50,
+    n_segments: Optional[int] = None,
     window: Optional[int] = None,
     algorithm: str = "kernel",
     output: str = "logit",
@@ -101,7 +103,13 @@ def shap(
         x: a batch in the wrapper's input kind.
         target: class per sample; default the predicted class.
         background: reference inputs (``B×…``) whose values 'off' features take (averaged over ``B``);
-            default one baseline per input (superpixel mean colour, pad id, or 0 for series).
+            default one baseline per input (superpixel mean colour, pad id, or 0 for series). A
+            background costs ``B×`` the forward passes; what it buys is an answer to "why this
+            prediction rather than a typical one" (attributions sum to ``f(x) − E_b f(b)``, the gap
+            to the average prediction over the references) instead of "why this prediction rather
+            than a blank input", and less dependence on one arbitrary baseline. Without it SHAP
+            costs what LIME costs; use a small, representative background (8–16 samples) when the
+            question is "compared with typical data".
         n_samples: coalitions per input (kernel) or samples per input (gradient).
         seed: seeds every sampler; the same seed gives the same numbers.
         features: the feature groups, as for ``explain.lime``.
@@ -110,8 +118,9 @@ def shap(
             Logits add up over features far more nearly linearly than saturated probabilities, so
             sampled estimates are steadier (on the planted token set: pointing game 100 % vs 82 %
             at 256 coalitions).
-        backend: ``"xaiscope"``, ``"shap"`` (shap's ``KernelExplainer`` on the same groups) or
-            ``"captum"`` (captum's ``KernelShap`` / ``GradientShap``).
+        backend: ``"xaiscope"``, ``"shap"`` (shap's ``KernelExplainer`` on the same groups, or its
+            ``GradientExplainer`` for ``algorithm="gradient"``; images and series) or ``"captum"``
+            (captum's ``KernelShap`` / ``GradientShap``).
 
     Returns:
         ``Attribution`` with ``quality["efficiency_gap"]`` = ``|Σφ − (f(x) − E f(background))|`` (kernel).
@@ -120,7 +129,8 @@ def shap(
         background: ``B×C×H×W`` / ``B×T`` / ``B×T×C``; ``values``: ``N×H×W`` or ``N×T``.
 
     Example:
-        >>> a = explain.shap(m, images, background=train_images[:8], seed=0)   # doctest: +SKIP
+        >>> a = explain.shap(m, images, seed=0)                                  # doctest: +SKIP
+        >>> a = explain.shap(m, images, background=train_images[:8], seed=0)   # 8× the cost  # doctest: +SKIP
     """
     n_samples = feat.as_int(n_samples, "n_samples", 2)
     if algorithm not in ("kernel", "gradient"):
@@ -140,39 +150,78 @@ def shap(
         params = {"n_samples": n_samples, "seed": seed, "algorithm": algorithm, "output": output, "backend": backend,
                   "background": 0 if bg is None else len(bg)}
         if algorithm == "gradient":
-            values = expected_gradients(wrapper, xd, t, bg, n_samples, seed, batch_size, backend)
+            if backend == "shap":
+                values = _shap_gradient(wrapper, xd, t, bg, n_samples, seed)
+            else:
+                values = expected_gradients(wrapper, xd, t, bg, n_samples, seed, batch_size, backend)
             return Attribution(values=values, method="shap", target=t, params=params, seconds=timer.seconds)
-        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window)
+        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window,
+                                     skip_ids=feat.non_feature_ids(wrapper))
         if bg is None:
             bases = feat.default_baseline(kind, xd, wrapper.pad_id, groups,
                                          keep=wrapper.special_mask(xd) if kind == "tokens" else None)[:, None]
         else:
             bases = bg[None].expand(len(xd), *bg.shape)
         td = t.to(wrapper.device)
-        fx, f0 = full_and_empty(wrapper, xd, bases, td, output, batch_size)
-        nf = (groups.reshape(len(groups), -1).amax(1) + 1).tolist()
-        gen = torch.Generator().manual_seed(seed)
+        fx, f0 = full_and_empty(wrapper, xd, groups, bases, td, output, batch_size)
+        nf = feat.count_features(groups).tolist()
         if backend == "shap":
             phis = _shap_package(wrapper, xd, groups, bases, td, nf, n_samples, seed, output, batch_size)
         elif backend == "captum":
             phis = _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output)
         else:
-            plans = [coalitions_for(m, n_samples, gen) for m in nf]
+            # one generator per sample: a sample's coalitions never depend on its batch-mates
+            plans = [coalitions_for(m, n_samples, torch.Generator().manual_seed(seed)) for m in nf]
             s_max = max(len(p[0]) for p in plans)
-            z = torch.zeros(len(xd), max(s_max, 1), max(nf), dtype=torch.bool)
+            z = torch.zeros(len(xd), max(s_max, 1), max(max(nf), 1), dtype=torch.bool)
             for i, (zi, _) in enumerate(plans):
                 z[i, :len(zi), :zi.shape[1]] = zi
             y = evaluate_coalitions(wrapper, xd, groups.to(wrapper.device), z.to(wrapper.device), bases, td,
                                     output=output, batch_size=batch_size, desc="shap", progress=progress).cpu()
             phis = [constrained_wls(zi, y[i, :len(zi)], wi, float(f0[i]), float(fx[i]))
                     for i, (zi, wi) in enumerate(plans)]
-        width = max(nf)
+        width = max(max(nf), 1)
         phi = torch.stack([torch.nn.functional.pad(p.double(), (0, width - len(p))) for p in phis]).float()
         values = feat.expand_to_map(phi, groups)
         gap = (phi.double().sum(1) - (fx.cpu().double() - f0.cpu().double())).abs().float()
     params["features"] = features if isinstance(features, str) or features is None else "custom"
     return Attribution(values=values, method="shap", target=t, params=params, seconds=timer.seconds,
                        quality={"efficiency_gap": gap})
+
+
+class _TargetLogit(torch.nn.Module):
+    """The wrapper's logit of one class, as an ``nn.Module`` shap's explainers can differentiate."""
+
+    def __init__(self, wrapper, target: int) -> None:
+        super().__init__()
+        self.wrapper, self.target = wrapper, target
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.wrapper.forward(x)[:, self.target:self.target + 1]
+
+
+def _shap_gradient(wrapper, xd, t, bg, n_samples, seed):
+    """shap's ``GradientExplainer`` (expected gradients) per input, on its target's logit."""
+    try:
+        import shap as shap_pkg
+    except ImportError as error:
+        raise OptionalDependencyError("backend='shap' needs the shap package: pip install shap") from error
+    if wrapper.input_kind == "tokens":
+        raise InputShapeError("shap's GradientExplainer interpolates the inputs themselves, which token ids cannot "
+                              "be; use backend='xaiscope' (interpolates embeddings) for token models")
+    from ._gradients import reduce_to_map
+
+    if bg is None:
+        bg = torch.zeros_like(xd[:1])
+    values = []
+    with wrapper.session(grad=True):
+        for i in range(len(xd)):
+            explainer = shap_pkg.GradientExplainer(_TargetLogit(wrapper, int(t[i])), bg)
+            sv = explainer.shap_values(xd[i:i + 1], nsamples=n_samples, rseed=seed)
+            sv = np.asarray(sv[0] if isinstance(sv, list) else sv)
+            sv = torch.as_tensor(sv).reshape(1, *xd.shape[1:], -1)[..., 0]  # drop the single output axis
+            values.append(reduce_to_map(wrapper.input_kind, sv.float()))
+    return torch.cat(values).cpu()
 
 
 def _shap_package(wrapper, xd, groups, bases, td, nf, n_samples, seed, output, batch_size):
@@ -208,6 +257,7 @@ def _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output):
     with wrapper.session(grad=False):
         for i in range(len(xd)):
             mask = groups[i].to(wrapper.device)
+            mask = torch.where(mask >= 0, mask, mask.max() + 1)  # non-features: one extra group, dropped below
             mask = mask[None, None] if kind == "image" else (mask[None, :, None] if kind == "series" else mask[None])
             with torch.random.fork_rng(devices=[]):  # captum samples from the global generator
                 torch.manual_seed(seed)
@@ -216,7 +266,7 @@ def _captum_kernel_shap(wrapper, xd, groups, bases, t, n_samples, seed, output):
                                                   perturbations_per_eval=min(n_samples, 256))
             flat = a.reshape(-1).cpu()
             m = int(groups[i].max()) + 1
-            first = torch.zeros(m, dtype=torch.float64)
+            first = torch.zeros(int(mask.max()) + 1, dtype=torch.float64)
             first.scatter_(0, mask.expand_as(a).reshape(-1).cpu(), flat.double())
-            phis.append(first)
+            phis.append(first[:m])
     return phis

@@ -27,25 +27,28 @@ from ._perturb import evaluate_coalitions
 KERNEL_WIDTH = 0.25
 
 
-def sample_coalitions(n_features: torch.Tensor, n_samples: int, kind: str, generator: torch.Generator) -> torch.Tensor:
+def sample_coalitions(n_features: torch.Tensor, n_samples: int, kind: str, seed: int) -> torch.Tensor:
     """``N×S×F`` bool coalitions; row 0 keeps every feature; padded features (≥ ``F_i``) are False.
 
     Images and series: each feature kept with probability ½. Tokens: as for text, a number of
     features to drop is drawn uniformly from ``1..F_i−1`` and that many are dropped at random.
+    Each sample draws from its own generator seeded with ``seed``, so its coalitions depend on its
+    own feature count only, never on the other samples in the batch.
     """
-    n, f = len(n_features), int(n_features.max())
-    valid = torch.arange(f)[None, None, :] < n_features[:, None, None]
-    if kind == "tokens":
-        r = torch.rand(n, n_samples, f, generator=generator)
-        r = torch.where(valid, r, torch.full_like(r, 2.0))
-        ranks = r.argsort(dim=2).argsort(dim=2)
-        hi = (n_features - 1).clamp_min(1)
-        k = (torch.rand(n, n_samples, generator=generator) * hi[:, None]).floor().long() + 1
-        z = ranks >= k[:, :, None]
-    else:
-        z = torch.rand(n, n_samples, f, generator=generator) < 0.5
-    z[:, 0] = True
-    return z & valid
+    n, f = len(n_features), int(n_features.max()) if len(n_features) else 0
+    z = torch.zeros(n, n_samples, f, dtype=torch.bool)
+    for i, fi in enumerate(n_features.tolist()):
+        gen = torch.Generator().manual_seed(seed)
+        if kind == "tokens":
+            r = torch.rand(n_samples, fi, generator=gen)
+            ranks = r.argsort(dim=1).argsort(dim=1)
+            k = (torch.rand(n_samples, generator=gen) * max(fi - 1, 1)).floor().long() + 1
+            zi = ranks >= k[:, None]
+        else:
+            zi = torch.rand(n_samples, fi, generator=gen) < 0.5
+        z[i, :, :fi] = zi
+        z[i, 0, :fi] = True
+    return z
 
 
 def kernel_weights(z: torch.Tensor, n_features: torch.Tensor, width: float = KERNEL_WIDTH) -> torch.Tensor:
@@ -85,7 +88,7 @@ def lime(
     n_samples: int = 1000,
     seed: int = 0,
     features: feat.Features = None,
-    n_segments: int = 50,
+    n_segments: Optional[int] = None,
     window: Optional[int] = None,
     baseline: Optional[torch.Tensor] = None,
     kernel_width: float = KERNEL_WIDTH,
@@ -103,10 +106,13 @@ def lime(
         target: class per sample; default the predicted class.
         n_samples: coalitions per input (the first keeps everything).
         seed: seeds the sampler; the same seed gives the same numbers.
-        features: images: ``"slic"`` (default), ``"quickshift"``, ``"grid"`` or a segmentation
-            (``N×H×W``/``H×W`` ints); tokens: one per position; series: windows of ``window`` steps
+        features: images: ``"slic"`` (default: about 64 compact superpixels, cells of side
+            ``max(4, min(H, W) // 8)``; see ``explain.methods._features.default_segments``),
+            ``"quickshift"``, ``"grid"`` or a segmentation (``N×H×W``/``H×W`` ints); tokens: one
+            per position (padding and special ids excluded); series: windows of ``window`` steps
             (default ``T // 16``); or a grouping tensor.
-        baseline: what 'off' features become (shaped like ``x``); default the superpixel's mean colour
+        n_segments: superpixels or grid cells per image (default: the rule above).
+        baseline: what 'off' features become (shaped like ``x``); default the image's mean colour
             (images), the pad id (tokens), 0 (series).
         kernel_width, alpha: the proximity kernel's width and the ridge penalty.
         output: ``"probability"`` (default) or ``"logit"`` of the target class.
@@ -129,16 +135,16 @@ def lime(
     with Timer() as timer:
         wrapper, xd, t = begin(model, x, target)
         kind = wrapper.input_kind
-        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window)
-        nf = groups.reshape(len(groups), -1).amax(1) + 1
+        groups = feat.feature_groups(kind, xd.cpu(), features, n_segments=n_segments, window=window,
+                                     skip_ids=feat.non_feature_ids(wrapper))
+        nf = feat.count_features(groups)
         if baseline is None:
             base = feat.default_baseline(kind, xd, wrapper.pad_id, groups,
                                          keep=wrapper.special_mask(xd) if kind == "tokens" else None)
         else:
             base = torch.as_tensor(baseline).to(wrapper.device, xd.dtype).expand_as(xd)
         if backend == "xaiscope":
-            gen = torch.Generator().manual_seed(seed)
-            z = sample_coalitions(nf, n_samples, kind, gen).to(wrapper.device)
+            z = sample_coalitions(nf, n_samples, kind, seed).to(wrapper.device)
             gd, td = groups.to(wrapper.device), t.to(wrapper.device)
             y = evaluate_coalitions(wrapper, xd, gd, z, base[:, None], td, output=output, batch_size=batch_size,
                                     desc="lime", progress=progress)
@@ -147,11 +153,12 @@ def lime(
             values = feat.expand_to_map(coef, gd).cpu()
             r2 = r2.cpu()
         elif backend == "lime":
-            values, r2 = _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, kernel_width, output)
+            values, r2 = _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, kernel_width, output, base)
         elif backend == "captum":
             values, r2 = _captum_lime(wrapper, xd, t, groups, base, n_samples, seed, kernel_width, output)
         else:
             raise InputShapeError(f"backend must be 'xaiscope', 'lime' or 'captum', got {backend!r}")
+        values = torch.where(groups >= 0, values, torch.zeros_like(values))  # padding is never a feature
     params = {"n_samples": n_samples, "seed": seed, "features": features if isinstance(features, str) or features is None
               else "custom", "kernel_width": kernel_width, "alpha": alpha, "output": output, "backend": backend}
     return Attribution(values=values.float(), method="lime", target=t, params=params, seconds=timer.seconds,
@@ -165,7 +172,7 @@ def _predict_fn(wrapper, t_i: int, output: str):
     return fn
 
 
-def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output):
+def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output, base):
     try:
         from lime import lime_image, lime_text
     except ImportError as error:
@@ -181,7 +188,7 @@ def _lime_package(wrapper, xd, t, groups, nf, n_samples, seed, width, output):
             explainer = lime_image.LimeImageExplainer(kernel_width=width, random_state=seed)
             exp = explainer.explain_instance(
                 img, lambda b: fn(torch.from_numpy(b).permute(0, 3, 1, 2).float()), labels=(ti,), top_labels=None,
-                hide_color=None, num_features=int(nf[i]), num_samples=n_samples, batch_size=256,
+                hide_color=base[i].permute(1, 2, 0).double().cpu().numpy(), num_features=int(nf[i]), num_samples=n_samples, batch_size=256,
                 segmentation_fn=lambda _img, seg=seg: seg, random_seed=seed)
             weights = dict(exp.local_exp[ti])
             values.append(torch.tensor([weights.get(int(g), 0.0) for g in seg.flatten()]).view(seg.shape))
@@ -219,6 +226,7 @@ def _captum_lime(wrapper, xd, t, groups, base, n_samples, seed, width, output):
     with wrapper.session(grad=False):
         for i in range(len(xd)):
             mask = groups[i].to(wrapper.device)
+            mask = torch.where(mask >= 0, mask, mask.max() + 1)  # non-features: one extra group, zeroed later
             mask = mask[None, None] if kind == "image" else (mask[None, :, None] if kind == "series" else mask[None])
             lm = Lime(forward, interpretable_model=SkLearnRidge(alpha=1.0),
                       similarity_func=get_exp_kernel_similarity_function("cosine", width))

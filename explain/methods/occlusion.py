@@ -52,8 +52,9 @@ def occlusion(
             1) or time steps (default ``T // 16``).
         stride: step between windows (default half the window; the window for tokens).
         baseline: the replacement value in natural units (default 0), a tensor shaped like one
-            input, or for tokens the replacement id (default the wrapper's ``pad_id``).
-        batch_size: largest number of perturbed inputs per forward pass (default: the wrapper's).
+            input, or for tokens the replacement id (default the wrapper's ``pad_id``). Padding (and
+            the wrapper's special ids) is never occluded and gets attribution 0.
+        batch_size: perturbed inputs per forward pass (default: the wrapper's, or chosen automatically).
         progress: show a progress bar.
 
     Shape:
@@ -92,13 +93,18 @@ def occlusion(
             return logits.gather(1, t_dev[rows, None]).squeeze(1)
 
         with wrapper.session(grad=False):
-            clean_logits = torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size))
+            clean_logits = torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size,
+                                                     shape=xd.shape[1:]))
             t = clean_logits.argmax(dim=1).cpu() if t is None else t
             t_dev = t.to(wrapper.device)
             clean = clean_logits.gather(1, t_dev[:, None])  # N×1
-            scores = torch.cat(wrapper.batched(run, n * p, batch_size=batch_size, desc="occlusion", progress=progress))
+            scores = torch.cat(wrapper.batched(run, n * p, batch_size=batch_size, desc="occlusion", progress=progress,
+                                               shape=xd.shape[1:]))
         drops = clean - scores.view(n, p)
-        values = spread(drops, size, w, st).cpu()
+        values = spread(drops, size, w, st)
+        if fixed is not None:
+            values = torch.where(fixed, torch.zeros_like(values), values)
+        values = values.cpu()
     params = {"window": list(w), "stride": list(st),
               "baseline": float(base) if base.dim() == 0 else "tensor", "windows": p}
     return Attribution(values=values, method="occlusion", target=t, params=params, seconds=timer.seconds)

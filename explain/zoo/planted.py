@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -50,19 +50,29 @@ def _shapes(size: int) -> List[torch.Tensor]:
     return [square, plus, cross, checker]
 
 
-def planted_images(n: int, *, size: int = 32, num_classes: int = 3, patch: int = 10, noise: float = 0.35,
-                   blank: bool = True, seed: int = 0) -> PlantedSet:
+def _background(n: int, size: int, noise: float, smooth: bool, gen: torch.Generator) -> torch.Tensor:
+    if not smooth:
+        return torch.rand(n, 3, size, size, generator=gen) * noise
+    coarse = torch.rand(n, 3, 4, 4, generator=gen) * noise
+    return torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def planted_images(n: int, *, size: int = 32, num_classes: int = 3, patch: Optional[int] = None, noise: float = 0.35,
+                   blank: bool = True, smooth: bool = False, seed: int = 0) -> PlantedSet:
     """Noisy RGB images with one class-specific shape at a random position.
 
-    Background pixels are uniform noise in ``[0, noise]``; the shape is drawn at brightness 1 in
-    all channels. ``mask`` marks the shape's bounding box. With ``blank=True`` one more class,
-    ``"blank"`` (noise only, empty mask), is added so no shape class can be recognised merely by
-    the absence of the others: a model must find each shape where it is.
+    Background pixels are uniform noise in ``[0, noise]`` — or, with ``smooth=True``, smooth
+    coloured noise (a 4×4 grid of random colours in ``[0, noise]`` interpolated bicubically); the
+    shape (``patch`` pixels wide, default ``size·10/32``) is drawn at brightness 1 in all channels.
+    ``mask`` marks the shape's bounding box. With ``blank=True`` one more class, ``"blank"``
+    (background only, empty mask), is added so no shape class can be recognised merely by the
+    absence of the others: a model must find each shape where it is.
     """
     if not 2 <= num_classes <= 4:
         raise ValueError("planted_images supports 2 to 4 classes")
+    patch = patch or max(4, round(size * 10 / 32))
     gen = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, size, size, generator=gen) * noise
+    x = _background(n, size, noise, smooth, gen)
     y = torch.randint(0, num_classes, (n,), generator=gen)
     mask = torch.zeros(n, size, size, dtype=torch.bool)
     stencils = _shapes(patch)
@@ -76,7 +86,7 @@ def planted_images(n: int, *, size: int = 32, num_classes: int = 3, patch: int =
     names = ["square", "plus", "cross", "checker"][:num_classes]
     if blank:
         empty = torch.rand(n, generator=gen) < 1.0 / (num_classes + 1)
-        x[empty] = torch.rand(int(empty.sum()), 3, size, size, generator=gen) * noise
+        x[empty] = _background(int(empty.sum()), size, noise, smooth, gen)
         mask[empty] = False
         y = torch.where(empty, torch.full_like(y, num_classes), y)
         names = names + ["blank"]
