@@ -239,7 +239,7 @@ class ModelWrapper(LayerAccess):
                 f"device={str(self.device)!r}, precision={self.precision!r}, classes={self.num_classes})")
 
     # ------------------------------------------------------------------ layers
-    def _layer(self, role: str, name: Optional[str]) -> Tuple[str, nn.Module]:
+    def _layer(self, role: str, name: Optional[str], x: Optional[torch.Tensor] = None) -> Tuple[str, nn.Module]:
         why = unhookable_reason(self.model)
         if why is not None:
             raise UnsupportedModelError(f"this method needs the model's {role} layer, but {why}")
@@ -247,7 +247,7 @@ class ModelWrapper(LayerAccess):
             found = exported_auto_layer(self.model, role, self.input_kind)
             if found is not None:
                 return found
-        return super()._layer(role, name)
+        return super()._layer(role, name, x)
 
     # ------------------------------------------------------------------ inputs
     def check_inputs(self, x: Any, *, name: str = "inputs") -> torch.Tensor:

@@ -102,8 +102,8 @@ def occlusion(
                                                shape=xd.shape[1:]))
         drops = clean - scores.view(n, p)
         values = spread(drops, size, w, st)
-        if fixed is not None:
-            values = torch.where(fixed, torch.zeros_like(values), values)
+        if keep is not None:  # padding and special tokens are never features: attribution exactly 0
+            values = torch.where(keep.to(values.device), torch.zeros_like(values), values)
         values = values.cpu()
     params = {"window": list(w), "stride": list(st),
               "baseline": float(base) if base.dim() == 0 else "tensor", "windows": p}
