@@ -57,12 +57,16 @@ class LayerAccess:
     def _probe_target(self, x: torch.Tensor) -> Optional[Tuple[str, nn.Module]]:
         if _layers.vit_target_layer(self.model) is not None:
             return None
+        # The cache holds layer *names*, resolved on the current model each time, so a copy of the
+        # wrapper around a copied model (e.g. for model randomisation) hooks its own modules.
         cache = self.__dict__.setdefault("_probed_layers", {})
         key = tuple(x.shape[1:])
         if key not in cache:
             with self.session(grad=False):
-                cache[key] = _layers.probe_conv_layer(self.model, lambda: self.forward(x[:1]))  # type: ignore[attr-defined]
-        return cache[key]
+                found = _layers.probe_conv_layer(self.model, lambda: self.forward(x[:1]))  # type: ignore[attr-defined]
+            cache[key] = None if found is None else found[0]
+        name = cache[key]
+        return None if name is None else (name, _layers.get_layer(self.model, name))
 
     def embedding_layer(self, name: Optional[str] = None) -> Tuple[str, nn.Module]:
         """``(name, module)`` of the token embedding."""

@@ -102,6 +102,7 @@ def test_explainer_restores_state_when_the_model_raises(name, fixture, request):
     assert_unchanged(net, before)
 
 
+
 FEATURE_CALLS = {
     "feature_visualization": lambda m, x: explain.feature_visualization(m, classes=[0, 1], steps=2, seed=0,
                                                                         shape=tuple(x.shape[1:])),
@@ -115,14 +116,6 @@ FEATURE_CALLS = {
 @pytest.mark.parametrize("explode", [False, True])
 def test_feature_visualisation_leaves_model_state_unchanged(name, explode, cnn):
     net = Exploding(copy.deepcopy(cnn.net), fail_at=2 if explode else 10**9)
-
-
-@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
-@pytest.mark.parametrize("fail_at", [None, 1])
-def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, method, fail_at):
-    import robustness
-    inner = copy.deepcopy(cnn.net)
-    net = inner if fail_at is None else Exploding(inner, fail_at=fail_at)
     net.train()
     next(net.parameters()).requires_grad_(False)
     before = snapshot(net)
@@ -136,6 +129,8 @@ def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, met
     else:
         FEATURE_CALLS[name](m, x)
     assert torch.equal(x, x_before)
+    assert_unchanged(net, before)
+
 
 
 @pytest.mark.parametrize("fixture", ["cnn", "gru", "transformer"])
@@ -153,8 +148,20 @@ def test_model_randomisation_leaves_the_users_model_exactly_as_it_was(fixture, r
     with pytest.raises(RuntimeError, match="model exploded"):
         explain.metrics.randomization(explain.ModelWrapper(Exploding(net, fail_at=2), d.wrapper.input_kind, device="cpu"),
                                       d.x[:2], "gradcam", target=0, steps=1)
+    assert_unchanged(net, before)
 
 
+
+@pytest.mark.parametrize("method", ["ibp", "crown", "alpha-crown"])
+@pytest.mark.parametrize("fail_at", [None, 1])
+def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, method, fail_at):
+    import robustness
+    inner = copy.deepcopy(cnn.net)
+    net = inner if fail_at is None else Exploding(inner, fail_at=fail_at)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, "image", class_names=cnn.wrapper.class_names, device="cpu")
     x = cnn.x[:2, :, :8, :8].clone()  # global pooling: any size works; small keeps CROWN cheap
     if fail_at is None:
         v = robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method, alpha_steps=3, attack_steps=3)
