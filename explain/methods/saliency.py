@@ -61,8 +61,9 @@ def smoothgrad(model: Any, x: Any, target: Any = None, *, n_samples: int = 25, n
         ex = inputs_of(wrapper, xd)
         flat = ex.flatten(1)
         sigma = (noise * (flat.amax(1) - flat.amin(1))).view(-1, *([1] * (ex.dim() - 1)))
-        gen = torch.Generator().manual_seed(seed)
-        eps = torch.randn((len(ex), n_samples) + tuple(ex.shape[1:]), generator=gen).to(wrapper.device)
+        # One generator per sample, seeded alike: a sample's noise never depends on its batch-mates.
+        eps = torch.stack([torch.randn((n_samples,) + tuple(ex.shape[1:]), generator=torch.Generator().manual_seed(seed))
+                           for _ in range(len(ex))]).to(wrapper.device)
 
         def rows(r: torch.Tensor):
             i, k = r // n_samples, r % n_samples

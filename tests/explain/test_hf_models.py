@@ -15,7 +15,7 @@ tokenizers = pytest.importorskip("tokenizers")
 import explain  # noqa: E402
 import robustness  # noqa: E402
 from explain.registry import EXPLAINERS  # noqa: E402
-from robustness.registry import ATTACKS, CORRUPTIONS, DETECTORS  # noqa: E402
+from robustness.registry import ATTACKS, CORRUPTIONS, DETECTORS, attack_spec  # noqa: E402
 from tests.contract.test_state_restored import assert_unchanged, snapshot  # noqa: E402
 
 WORDS = "the a film movie good bad great dull plot actor fine boring fun long short not very".split()
@@ -148,7 +148,8 @@ def test_every_method_attack_and_detector_runs_and_leaves_the_model_unchanged(hf
         assert a.values.shape == x.shape and torch.isfinite(a.values).all(), name
     for name in sorted(ATTACKS):
         params = {"steps": 2} if name in ("pgd", "apgd") else {}
-        r = robustness.attack(m, x, y, method=name, eps=0.5, **params)
+        budget = 1 if attack_spec(name).budget == "count" else 0.5  # substituted tokens, or embedding std units
+        r = robustness.attack(m, x, y, method=name, eps=budget, **params)
         assert len(r.success) == len(x), name
         if r.adversarial_embeddings is None:  # token substitutions: special tokens and padding stay
             keep = m.special_mask(x)
