@@ -118,6 +118,8 @@ class Monitor:
         needs_labels = [p for p in self.probes if p in ("accuracy", "robustness")]
         if needs_labels and self.y is None:
             raise InputShapeError(f"probes {needs_labels} need labels: pass probe=(inputs, labels)")
+        if self.y is not None:
+            self.y = self.wrapper.check_labels(self.y, self.x, name="probe labels")
         self.ood_x = None
         if "ood" in self.probes:
             if ood is None:

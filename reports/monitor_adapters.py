@@ -12,9 +12,16 @@ from __future__ import annotations
 import importlib
 from typing import Any, Optional
 
-from explain.errors import OptionalDependencyError
+from explain.errors import InputShapeError, OptionalDependencyError
 
 __all__ = ["lightning_callback", "hf_callback"]
+
+
+def _check_monitor(monitor: Any) -> None:
+    from .monitor import Monitor
+    if not isinstance(monitor, Monitor):
+        raise InputShapeError(f"expected a reports.Monitor, got {type(monitor).__name__}; "
+                              "make one with reports.Monitor(wrapper, probe=(x, y), out=...)")
 
 
 def _batch_size(batch: Any) -> Optional[int]:
@@ -43,6 +50,7 @@ def lightning_callback(monitor: Any):
     Raises:
         OptionalDependencyError: neither ``lightning`` nor ``pytorch_lightning`` is installed.
     """
+    _check_monitor(monitor)
     base = None
     for name in ("lightning.pytorch", "pytorch_lightning"):
         try:
@@ -85,6 +93,7 @@ def hf_callback(monitor: Any):
     Raises:
         OptionalDependencyError: ``transformers`` is not installed.
     """
+    _check_monitor(monitor)
     try:
         from transformers import TrainerCallback
     except ImportError as error:

@@ -9,6 +9,8 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from explain import check_wrapper
+
 from explain.errors import InputShapeError, InputValueError
 from explain.model import ModelWrapper
 
@@ -72,6 +74,7 @@ def embedding_scale(wrapper: ModelWrapper) -> float:
     Token budgets are relative to it: ``eps=0.5`` lets every embedding coordinate move by half the
     table's typical spread (for a BERT, whose entries have a std of about 0.04, that is about 0.02).
     """
+    wrapper = check_wrapper(wrapper)
     weight = wrapper.embedding_layer()[1].weight.detach().float()
     return float(weight.std().clamp_min(1e-12))
 

@@ -86,7 +86,7 @@ def verify(model: Any, x: Any, y: Any, eps: float, method: str = "crown", *, att
     start = time.perf_counter()
     wrapper = check_wrapper(model)
     x = wrapper.check_inputs(x).cpu()
-    y = torch.as_tensor(y).long().flatten().cpu()
+    y = wrapper.check_labels(y, x).cpu()
     if len(y) != len(x):
         raise InputShapeError(f"labels: expected {len(x)} labels (one per input), got {len(y)}")
     b = output_bounds(wrapper, x, eps, method, spec="margin", labels=y, alpha_steps=alpha_steps,
@@ -155,7 +155,10 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
     x, y = collect(data, max_samples=max_samples)
     if len(x) == 0:
         raise EmptyDataError("certified_accuracy needs at least one sample")
-    y = torch.as_tensor(y).long()
+    if y is None:
+        raise InputShapeError("certified_accuracy needs labels: pass (inputs, labels)")
+    x = wrapper.check_inputs(x)
+    y = wrapper.check_labels(y, x)
     budgets = sorted(float(e) for e in eps)
     clean_acc = float((wrapper.predict(x) == y).float().mean())
     cert = torch.ones(len(x), dtype=torch.bool)
