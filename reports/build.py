@@ -142,7 +142,8 @@ def accepted_config() -> tuple:
     tables, checks = {}, {}
     for name, module_path in SECTION_BUILDERS.items():
         module = importlib.import_module(module_path)
-        tables[name] = dict(getattr(module, "CONFIG_KEYS", {}))
+        # a section may read a table under another name (the verification section reads [verify])
+        tables[getattr(module, "CONFIG_TABLE", name)] = dict(getattr(module, "CONFIG_KEYS", {}))
         checks.update(getattr(module, "CHECK_KEYS", {}))
     return tables, checks
 

@@ -98,17 +98,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _floats(value: Optional[str], what: str) -> Optional[List[float]]:
-    if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
-        return [float(v) for v in value]
-    try:
-        return [float(v) for v in str(value).split(",")]
-    except ValueError:
-        raise UsageError(f"--{what} expects comma-separated numbers, got {value!r}") from None
-
-
 def _settings(args: argparse.Namespace) -> dict:
     """Merge the config file (if any) with the flags; flags win."""
     from ._inputs import load_config
@@ -247,6 +236,7 @@ def cmd_verify(args) -> int:
     wrapper, x, y, _vocab = _wrapper_and_data(s)
     if y is None:
         raise UsageError("verify needs labelled data")
+    from ._setup import _floats
     eps = _floats(s.get("eps"), "eps") or [float(e) for e in cfg.get("eps", [0, 1 / 255, 2 / 255])]
     method = s.get("method") or cfg.get("method", "crown")
     n = int(s.get("samples") or cfg.get("samples") or 32)

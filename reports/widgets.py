@@ -187,17 +187,21 @@ class Explorer:
             return text + self._bounds(i, eps)
         self.attack_view.value = self._cached(("attack", i, eps), compute)
 
+    #: bound method for the attack tab: IBP answers at interactive speed on any supported model;
+    #: set ``explorer.bounds_method = "crown"`` (tighter, much slower on CNNs) for small models.
+    bounds_method = "ibp"
+
     def _bounds(self, i: int, eps: float) -> str:
-        """Certified CROWN bounds on each logit for the sample at ε, or why there are none."""
+        """Certified logit bounds (``bounds_method``) for the sample at ε, or why there are none."""
         from explain.errors import UnsupportedModelError
         try:
-            b = robustness.output_bounds(self.model, self.x[i:i + 1], eps, method="crown", progress=False)
+            b = robustness.output_bounds(self.model, self.x[i:i + 1], eps, method=self.bounds_method, progress=False)
         except UnsupportedModelError as error:
             return f"<p>No certified bounds: {html.escape(str(error))}</p>"
         names = self.model.class_names
         cells = "".join(f"<tr><td>{html.escape(names[k])}</td><td>{float(b.lower[0, k]):.3f}</td>"
                         f"<td>{float(b.upper[0, k]):.3f}</td></tr>" for k in range(b.lower.shape[1]))
-        return (f"<p><b>Certified logit bounds (CROWN) at ε = {eps:.4f}</b></p><table><tr><th>class</th>"
+        return (f"<p><b>Certified logit bounds ({self.bounds_method.upper()}) at ε = {eps:.4f}</b></p><table><tr><th>class</th>"
                 f"<th>lower</th><th>upper</th></tr>{cells}</table>")
 
     def _ood(self, i: int) -> str:

@@ -15,6 +15,7 @@ from .. import figures_verification as figs
 from .._png import to_png
 from ..report import Check, Figure, ReportContext, Section, Table, Text
 
+CONFIG_TABLE = "verify"  # the table this section reads: [verify]
 CONFIG_KEYS = {
     "eps": "budgets to certify, in natural units (pixels in [0, 1], channel std, embedding units)",
     "method": "bound method: 'ibp' (default: fast, loose), 'crown' or 'alpha-crown' (tighter, slower on big CNNs)",

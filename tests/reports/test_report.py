@@ -85,7 +85,8 @@ def test_configured_thresholds_become_pass_and_fail_checks(cnn):
                               config={"checks": {"min_accuracy": 0.5}})
     bad = build(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), samples=1,
                                config={"checks": {"min_accuracy": 1.01, "max_ece": 0.9}})
-    assert not ok.failed and {c.status for c in ok.checks} == {"pass", "info"}
+    statuses = {c.status for c in ok.checks}  # trust readings may warn; nothing configured fails
+    assert not ok.failed and "pass" in statuses and "fail" not in statuses
     statuses = {c.name: c.status for c in bad.checks}
     assert bad.failed and statuses["accuracy"] == "fail" and statuses["ECE"] == "pass"
 
