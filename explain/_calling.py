@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
+
+import torch
 
 from torch import nn
 
-from .errors import UnsupportedModelError
+from ._modelcall import call_failure_message, is_model_input_error
+from .errors import ModelCallError, UnsupportedModelError
 
 #: Names of the main input, by input kind, tried in order for keyword-only forwards.
 MAIN_INPUT_NAMES = {"tokens": ("input_ids", "ids", "tokens", "x", "input"),
@@ -67,3 +70,36 @@ def call_spec(model: nn.Module, input_kind: str) -> CallSpec:
                 "batch (and, for token models, an attention mask)")
         main = next((n for n in MAIN_INPUT_NAMES.get(input_kind, ()) if n in keyword_only), keyword_only[0])
     return CallSpec(main=main, params=named, any_keyword=any_kw, hf=hf)
+
+
+class ModelCalls:
+    """Mixin: the arguments of one model call, and the call itself with the model's errors made ours."""
+
+    def _call_model(self, args: tuple, kwargs: dict) -> Any:
+        """``self.model(*args, **kwargs)``; an error the model raises on its input becomes ``ModelCallError``.
+
+        Toolkit errors, CUDA out-of-memory (the batching layer halves the batch on it) and
+        ``KeyboardInterrupt`` pass through unchanged; the original error is chained as ``__cause__``.
+        """
+        try:
+            return self.model(*args, **kwargs)
+        except Exception as error:
+            if not is_model_input_error(error):
+                raise
+            raise ModelCallError(call_failure_message(self.model, args, kwargs, error)) from error
+
+    def _model_arguments(self, x: torch.Tensor, model_in: torch.Tensor) -> Tuple[tuple, dict]:
+        """The positional and keyword arguments of one model call.
+
+        ``model_in`` is the batch as the model sees it (normalised); ``x`` the natural-unit batch (token
+        ids drive the attention mask). Keyword-only models get their main input by name.
+        """
+        kwargs: dict = {}
+        if self.call.main is None:
+            args: tuple = (model_in,)
+        else:
+            args, kwargs[self.call.main] = (), model_in
+        if self.input_kind == "tokens" and self.mask_arg:
+            mask = x != self.pad_id
+            kwargs[self.mask_arg] = mask.long() if self.call.hf else mask
+        return args, kwargs

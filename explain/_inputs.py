@@ -107,3 +107,52 @@ def validate_labels(y: Any, n: Optional[int], num_classes: Optional[int], *, nam
         raise InputValueError(f"{name}: {count} label{' is' if count == 1 else 's are'} outside the model's classes: {shown}; "
                               f"labels must be class indices {valid}")
     return y
+
+
+class LabelChecks:
+    """Mixin for ``ModelWrapper``: labels and targets checked against the model's classes."""
+
+    def check_labels(self, y: Any, x: Any = None, *, name: str = "labels") -> torch.Tensor:
+        """Validate class labels against this model's classes; return them as a flat CPU ``LongTensor``.
+
+        Args:
+            y: one class index per sample (tensor, array or list).
+            x: the inputs the labels belong to: their count must match, and when the number of
+                classes is not known yet one forward pass on ``x[:1]`` learns it.
+            name: how the labels are called in error messages.
+
+        Shape:
+            y: ``N``; x: ``N×…``; returns ``N``.
+
+        Raises:
+            InputShapeError: wrong count or one-hot/2-D labels.
+            InputValueError: labels outside ``[0, num_classes - 1]`` (the message names them), NaN,
+                or fractional values.
+
+        Example:
+            >>> y = m.check_labels([0, 1, 1], x)   # doctest: +SKIP
+        """
+        n = None if x is None else len(x)
+        if self._num_classes is None and x is not None and n:
+            self.logits(x[:1])  # learn the number of classes from the model's output
+        return validate_labels(y, n, self._num_classes, name=name)
+
+    def resolve_target(self, x: Any, target: Any = None) -> torch.Tensor:
+        """One class index per sample: the predicted class when ``target`` is ``None``.
+
+        Accepts an int (one class for all), a sequence or a tensor of ``N`` ints.
+        """
+        n = len(x)
+        if target is None:
+            return self.predict(x)
+        t = torch.as_tensor(target).long().flatten().cpu()
+        if t.numel() == 1:
+            t = t.expand(n).clone()
+        if t.numel() != n:
+            raise InputShapeError(f"target: expected one class or {n} classes (one per sample), got {t.numel()}")
+        if self._num_classes is None:
+            self.logits(x[:1])
+        k = self._num_classes
+        if k is not None and (int(t.min()) < 0 or int(t.max()) >= k):
+            raise InputValueError(f"target: class indices must be in [0, {k - 1}], got {t.tolist()[:10]}")
+        return t

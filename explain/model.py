@@ -21,22 +21,22 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-from typing import Any, Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from ._batching import BatchTuner, run_in_chunks
-from ._calling import call_spec
+from ._calling import ModelCalls, call_spec
 from ._formats import exported_auto_layer, unhookable_reason
 from ._hooks import Capture, LayerAccess
-from ._inputs import validate_inputs, validate_labels
+from ._state import ModelState
+from ._tokens import TokenIds
+from ._inputs import LabelChecks, validate_inputs
 from ._outputs import select_logits
-from ._modelcall import call_failure_message, is_model_input_error
-from .errors import InputShapeError, InputValueError, ModelCallError, UnsupportedModelError
+from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
 
@@ -48,7 +48,7 @@ _PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": torch.bfloat16
 OutputSelector = Union[None, int, str, Callable[[Any], torch.Tensor]]
 
 
-class ModelWrapper(LayerAccess):
+class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
     """Wrap a classifier so every xaiscope method can use it the same way.
 
     Args:
@@ -159,48 +159,6 @@ class ModelWrapper(LayerAccess):
             raise UnsupportedModelError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
         return dev
 
-    def _pick_pad_id(self, pad_id: Optional[int]) -> int:
-        if pad_id is not None:
-            return int(pad_id)
-        config_pad = getattr(getattr(self.model, "config", None), "pad_token_id", None) if self.call.hf else None
-        return int(config_pad) if config_pad is not None else 0
-
-    def _pick_mask_arg(self, mask_arg: Optional[str]) -> Optional[str]:
-        if mask_arg is None or mask_arg in ("", "none", "None", False):
-            return None
-        if self.input_kind != "tokens":
-            if mask_arg == "auto":
-                return None
-            raise InputShapeError(f"mask_arg={mask_arg!r} is for token models; this wrapper's input_kind is "
-                                  f"{self.input_kind!r}")
-        if mask_arg == "auto":
-            return "attention_mask" if self.call.hf and "attention_mask" in self.call.params else None
-        if not self.call.accepts(mask_arg):
-            raise UnsupportedModelError(
-                f"mask_arg={mask_arg!r}: {type(self.model).__name__}.forward has no parameter of that name; it "
-                f"accepts {', '.join(self.call.params) or 'one positional input'} — pass one of these, or mask_arg=None")
-        return str(mask_arg)
-
-    def special_mask(self, ids: torch.Tensor) -> torch.Tensor:
-        """``True`` where a token id must keep its value under perturbations: padding and special tokens.
-
-        Shape:
-            ``ids``: ``N×T`` → ``N×T`` bool, on ``ids``' device.
-        """
-        keep = ids == self.pad_id
-        for i in self.special_ids:
-            keep |= ids == i
-        return keep
-
-    def baseline_ids(self, ids: torch.Tensor, fill: Optional[int] = None) -> torch.Tensor:
-        """``ids`` with every token replaced by ``fill`` (default ``pad_id``) except padding and special tokens.
-
-        Shape:
-            ``ids``: ``N×T`` → ``N×T``.
-        """
-        fill = self.pad_id if fill is None else int(fill)
-        return torch.where(self.special_mask(ids), ids, torch.full_like(ids, fill))
-
     def _stat(self, values: Optional[Sequence[float]], what: str) -> Optional[torch.Tensor]:
         if values is None:
             return None
@@ -262,31 +220,6 @@ class ModelWrapper(LayerAccess):
         return validate_inputs(x, self.input_kind, name=name, mean=self._mean, std=self._std,
                                valid_range=self.valid_range, vocab=vocab)
 
-    def check_labels(self, y: Any, x: Any = None, *, name: str = "labels") -> torch.Tensor:
-        """Validate class labels against this model's classes; return them as a flat CPU ``LongTensor``.
-
-        Args:
-            y: one class index per sample (tensor, array or list).
-            x: the inputs the labels belong to: their count must match, and when the number of
-                classes is not known yet one forward pass on ``x[:1]`` learns it.
-            name: how the labels are called in error messages.
-
-        Shape:
-            y: ``N``; x: ``N×…``; returns ``N``.
-
-        Raises:
-            InputShapeError: wrong count or one-hot/2-D labels.
-            InputValueError: labels outside ``[0, num_classes - 1]`` (the message names them), NaN,
-                or fractional values.
-
-        Example:
-            >>> y = m.check_labels([0, 1, 1], x)   # doctest: +SKIP
-        """
-        n = None if x is None else len(x)
-        if self._num_classes is None and x is not None and n:
-            self.logits(x[:1])  # learn the number of classes from the model's output
-        return validate_labels(y, n, self._num_classes, name=name)
-
     def _vocab_size(self) -> Optional[int]:
         try:
             return int(self.embedding_layer()[1].num_embeddings)
@@ -342,35 +275,6 @@ class ModelWrapper(LayerAccess):
                 f"the model gives {logits.shape[1]} scores per sample but {self._num_classes} classes were "
                 f"declared (class_names has {self._num_classes} entries)")
         return logits.float()
-
-    def _call_model(self, args: tuple, kwargs: dict) -> Any:
-        """``self.model(*args, **kwargs)``; an error the model raises on its input becomes ``ModelCallError``.
-
-        Toolkit errors, CUDA out-of-memory (the batching layer halves the batch on it) and
-        ``KeyboardInterrupt`` pass through unchanged; the original error is chained as ``__cause__``.
-        """
-        try:
-            return self.model(*args, **kwargs)
-        except Exception as error:
-            if not is_model_input_error(error):
-                raise
-            raise ModelCallError(call_failure_message(self.model, args, kwargs, error)) from error
-
-    def _model_arguments(self, x: torch.Tensor, model_in: torch.Tensor) -> Tuple[tuple, dict]:
-        """The positional and keyword arguments of one model call.
-
-        ``model_in`` is the batch as the model sees it (normalised); ``x`` the natural-unit batch (token
-        ids drive the attention mask). Keyword-only models get their main input by name.
-        """
-        kwargs: dict = {}
-        if self.call.main is None:
-            args: tuple = (model_in,)
-        else:
-            args, kwargs[self.call.main] = (), model_in
-        if self.input_kind == "tokens" and self.mask_arg:
-            mask = x != self.pad_id
-            kwargs[self.mask_arg] = mask.long() if self.call.hf else mask
-        return args, kwargs
 
     def batched(
         self,
@@ -438,124 +342,6 @@ class ModelWrapper(LayerAccess):
         """Softmax probabilities (``N×K``, CPU)."""
         return torch.softmax(self.logits(x, **kw), dim=1)
 
-    def resolve_target(self, x: Any, target: Any = None) -> torch.Tensor:
-        """One class index per sample: the predicted class when ``target`` is ``None``.
-
-        Accepts an int (one class for all), a sequence or a tensor of ``N`` ints.
-        """
-        n = len(x)
-        if target is None:
-            return self.predict(x)
-        t = torch.as_tensor(target).long().flatten().cpu()
-        if t.numel() == 1:
-            t = t.expand(n).clone()
-        if t.numel() != n:
-            raise InputShapeError(f"target: expected one class or {n} classes (one per sample), got {t.numel()}")
-        if self._num_classes is None:
-            self.logits(x[:1])
-        k = self._num_classes
-        if k is not None and (int(t.min()) < 0 or int(t.max()) >= k):
-            raise InputValueError(f"target: class indices must be in [0, {k - 1}], got {t.tolist()[:10]}")
-        return t
-
-    # ------------------------------------------------------------------ state
-    @contextlib.contextmanager
-    def session(self, grad: bool = False) -> Iterator[None]:
-        """Put the model in eval mode with frozen parameters; restore everything on exit.
-
-        ``grad=False`` also disables gradient recording (``torch.no_grad``). With ``grad=True`` on CUDA,
-        recurrent layers run in train mode with dropout 0 (see ``rnn_backward_fix``). Nested
-        sessions restore only when the outermost one exits. Whatever happens inside, the
-        ``training`` flag of every module and the ``requires_grad`` of every parameter are restored.
-        """
-        outer = self._session_depth == 0
-        modes = [(m, m.training) for m in self.model.modules()] if outer else []
-        flags = [(p, p.requires_grad) for p in self.model.parameters()] if outer else []
-        rnn_state = []
-        self._session_depth += 1
-        try:
-            if outer:
-                _eval_mode(self.model)
-                for p, _ in flags:
-                    p.requires_grad_(False)
-            if grad and self._want_rnn_fix():
-                for m in self.model.modules():
-                    if isinstance(m, nn.RNNBase) and not m.training:
-                        rnn_state.append((m, m.dropout))
-                        m.dropout = 0.0
-                        m.train(True)
-            # no_grad rather than inference_mode: tensors made here may later need gradients
-            # (e.g. embeddings an attack starts from), which inference tensors refuse.
-            ctx = torch.enable_grad() if grad else torch.no_grad()
-            with ctx:
-                yield
-        finally:
-            for m, dropout in rnn_state:
-                m.dropout = dropout
-                m.train(False)
-            self._session_depth -= 1
-            if outer:
-                for m, mode in modes:
-                    m.training = mode
-                for p, flag in flags:
-                    p.requires_grad_(flag)
-
-    def _want_rnn_fix(self) -> bool:
-        if self.rnn_backward_fix == "auto":
-            return self.device.type == "cuda"
-        return bool(self.rnn_backward_fix)
-
-    def features(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
-        """Penultimate features (the input of the classifier head), batched, CPU float ``N×D``."""
-        x = self.check_inputs(x)
-
-        def run(sl: slice) -> torch.Tensor:
-            chunk = x[sl].to(self.device)
-            with self.capture(role="features") as cap:
-                self.forward(chunk.float() if chunk.dtype.is_floating_point else chunk)
-            return cap.input.flatten(1).float().cpu()
-
-        with self.session(grad=False):
-            parts = self.batched(run, x.shape[0], batch_size=batch_size, desc="features", progress=progress,
-                                 shape=x.shape[1:])
-        return torch.cat(parts)
-
-    # ------------------------------------------------------------------ description
-    def describe(self) -> dict:
-        """JSON-able facts about the model for model cards and summaries."""
-        params = sum(p.numel() for p in self.model.parameters())
-        layers = [f"{n}: {type(m).__name__}" for n, m in self.model.named_modules() if n and not list(m.children())]
-        def safe(fn):
-            try:
-                return fn()[0]
-            except Exception:  # noqa: BLE001 - a missing layer is reported as None in a description
-                return None
-        return {
-            "architecture": type(self.model).__name__,
-            "parameters": int(params),
-            "input_kind": self.input_kind,
-            "num_classes": self.num_classes,
-            "class_names": self.class_names,
-            "device": str(self.device),
-            "precision": self.precision or "fp32",
-            "mean": None if self._mean is None else [float(v) for v in self._mean.cpu()],
-            "std": None if self._std is None else [float(v) for v in self._std.cpu()],
-            "target_layer": safe(self.target_layer),
-            "embedding_layer": safe(self.embedding_layer) if self.input_kind == "tokens" else None,
-            "feature_layer": safe(self.feature_layer),
-            "leaf_layers": len(layers),
-            "layers": layers[:200],
-        }
-
-
-def _eval_mode(model: nn.Module) -> None:
-    """``model.eval()``; programs from ``torch.export`` refuse it (their mode was fixed at export), so
-    there only the ``training`` flags are cleared."""
-    try:
-        model.eval()
-    except NotImplementedError:
-        for m in model.modules():
-            m.training = False
 
 
 def check_wrapper(model: Any) -> ModelWrapper:
