@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
@@ -84,6 +85,11 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         InputShapeError: no labels, no budgets, or an attack that does not fit the input kind.
         UnknownMethodError: ``method`` is not registered.
 
+    Warns:
+        UserWarning: no correctly classified sample flips at any budget (``flipped_share == 0``),
+            which real models rarely allow: the model may ignore its input or the attack may fail
+            on it (masked gradients).
+
     Example:
         >>> c = robustness.robust_accuracy(m, (x, y), eps=[0, 2/255, 8/255], method="pgd")   # doctest: +SKIP
         >>> c.accuracy, c.median_minimal_eps
@@ -107,10 +113,16 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
     full = {**spec.defaults, **params}
-    return RobustAccuracyResult(eps=eps, accuracy=accs, clean_accuracy=float(correct.float().mean()), method=method,
+    result = RobustAccuracyResult(eps=eps, accuracy=accs, clean_accuracy=float(correct.float().mean()), method=method,
                                 params={**full, "seed": seed, "bisect_steps": bisect_steps if minimal_eps else 0},
                                 minimal_eps=mins, seconds=time.perf_counter() - start, n=len(x),
                                 unit=spec.units.get(wrapper.input_kind, ""), label=spec.label(full))
+    if result.flipped_share == 0.0 and eps[-1] > 0:
+        warnings.warn(f"{method} flipped none of the {int(correct.sum())} correctly classified samples up to the "
+                      f"largest budget ({eps[-1]:g} {result.unit}): the model may ignore its input (untrained or "
+                      "constant outputs) or the attack may be failing on it (masked gradients); check the clean "
+                      "predictions, then try larger budgets or another attack", stacklevel=2)
+    return result
 
 
 def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[str]] = None,

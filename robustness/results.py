@@ -92,11 +92,19 @@ class RobustAccuracyResult:
             return None
         return float(self.minimal_eps.median())
 
+    @property
+    def flipped_share(self) -> Optional[float]:
+        """Share of correctly classified samples that some budget of the sweep flips (``None`` if none is correct)."""
+        if self.minimal_eps is None:
+            return None
+        mins = self.minimal_eps[self.minimal_eps > 0]
+        return float(torch.isfinite(mins).float().mean()) if len(mins) else None
+
     def to_dict(self) -> dict:
         return {"method": self.method, "label": self.label, "unit": self.unit, "params": self.params,
                 "eps": list(self.eps), "accuracy": list(self.accuracy),
                 "clean_accuracy": self.clean_accuracy, "median_minimal_eps": _num(self.median_minimal_eps),
-                "seconds": self.seconds, "n": self.n}
+                "flipped_share": _num(self.flipped_share), "seconds": self.seconds, "n": self.n}
 
 
 @dataclass(frozen=True)

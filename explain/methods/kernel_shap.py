@@ -103,7 +103,7 @@ def shap(
         x: a batch in the wrapper's input kind.
         target: class per sample; default the predicted class.
         background: reference inputs (``B×…``) whose values 'off' features take (averaged over ``B``);
-            default one baseline per input (superpixel mean colour, pad id, or 0 for series). A
+            default one baseline per input (the image's mean colour, the pad id, or 0 for series). A
             background costs ``B×`` the forward passes; what it buys is an answer to "why this
             prediction rather than a typical one" (attributions sum to ``f(x) − E_b f(b)``, the gap
             to the average prediction over the references) instead of "why this prediction rather

@@ -115,6 +115,10 @@ def build(ctx: ReportContext) -> Section:
         text = (f"{method}: {share:.0%} of correct samples flip within {_fmt(c.eps[-1], kind, spec.budget)} {c.unit}")
         if len(flipped):
             text += f"; among them the median minimal budget is {_fmt(float(flipped.median()), kind, spec.budget)}"
+        elif len(mins):
+            text += (": no correct prediction changed at any budget, which real models rarely allow. The model may "
+                     "ignore its input (untrained or constant outputs) or the attack may be failing on it (masked "
+                     "gradients); check the clean predictions and try larger budgets or another attack")
         blocks.append(Text(text + "."))
         summary["minimal_eps"][method] = {"flipped_share": share,
                                           "median_among_flipped": float(flipped.median()) if len(flipped) else None}

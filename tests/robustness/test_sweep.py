@@ -88,3 +88,36 @@ def test_hotflip_sweep_counts_substituted_tokens(tiny_bert):
     assert torch.equal(torch.isfinite(c.minimal_eps), fooled)  # the same greedy run
     assert torch.equal(c.minimal_eps[fooled], r.tokens_changed[fooled].float())
     assert c.accuracy == [float((c.minimal_eps > e).float().mean()) for e in c.eps]
+
+
+class IgnoresItsInput(nn.Module):
+    """Logits that do not depend on the tokens: no budget can change a prediction."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(30, 8)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, ids):
+        return self.head(self.emb(ids).mean(1) * 0.0)
+
+
+def test_a_sweep_that_never_breaks_the_model_warns_and_says_so():
+    torch.manual_seed(0)
+    m = explain.ModelWrapper(IgnoresItsInput(), "tokens", device="cpu")
+    x = torch.randint(2, 30, (8, 6), generator=torch.Generator().manual_seed(0))
+    y = m.predict(x)
+    with pytest.warns(UserWarning, match="flipped none of the 8 correctly classified samples"):
+        c = robustness.robust_accuracy(m, (x, y), method="apgd", steps=3, bisect_steps=1)
+    assert c.accuracy == [1.0] * len(c.eps) and c.flipped_share == 0.0
+    assert c.to_dict()["flipped_share"] == 0.0
+
+
+def test_a_sweep_that_breaks_the_model_reports_the_share_it_flipped(tiny_bert):
+    import warnings
+    m, x, y = tiny_bert
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c = robustness.robust_accuracy(m, (x, y), eps=[0, 0.5, 2.0], method="pgd", steps=3, bisect_steps=0)
+    flipped = torch.isfinite(c.minimal_eps[c.minimal_eps > 0]).float().mean()
+    assert c.flipped_share == pytest.approx(float(flipped)) and 0 < c.flipped_share <= 1
