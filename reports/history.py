@@ -2,7 +2,8 @@
 
 Layout of a monitor folder::
 
-    history.jsonl          one JSON object per line: {"type": "meta" | "step" | "epoch", ...}
+    history.jsonl          one JSON object per line: {"type": "meta" | "step" | "epoch" | "probe", ...}
+                           (a "probe" record adds probe values to an epoch written before them)
     samples.npy            the fixed probe samples whose explanations are tracked
     maps/epoch-0003.npy    their maps at epoch 3 (float16)
 
@@ -112,6 +113,10 @@ class TrainingHistory:
         except (OSError, ValueError):
             return None
 
+    def probed_epochs(self) -> List[int]:
+        """The epochs whose ends ran the probes (older histories: those with probe values)."""
+        return [int(e["epoch"]) for e in self.epochs if e.get("probed", bool(e.get("probes")))]
+
     def samples(self) -> Optional[np.ndarray]:
         """The fixed probe samples whose maps are tracked (``None`` without the explanation probe)."""
         return self.array(self.meta.get("samples_file"))
@@ -158,6 +163,12 @@ def read_history(folder: Union[str, os.PathLike]) -> TrainingHistory:
             h.steps.append(rec)
         elif kind == "epoch":
             h.epochs.append(rec)
+        elif kind == "probe":  # probes of an epoch run after its record was written (Monitor.close)
+            target = next((e for e in reversed(h.epochs) if e.get("epoch") == rec.get("epoch")), None)
+            if target is None:
+                h.skipped += 1
+            else:
+                target.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed") if k in rec})
         else:
             h.skipped += 1
     if not (h.meta or h.steps or h.epochs):

@@ -51,7 +51,8 @@ def lightning_callback(monitor: Any):
     Hooks: ``on_train_batch_end`` → ``monitor.step(loss, lr, batch_size)`` (the loss from the
     training step's output; the first optimiser's learning rate as read at ``on_train_batch_start``,
     i.e. the rate the step used — Lightning steps per-step schedulers before ``on_train_batch_end``);
-    ``on_train_epoch_end`` → ``monitor.epoch_end()``; ``on_train_end`` → ``monitor.close()``.
+    ``on_train_epoch_end`` → ``monitor.epoch_end()``; ``on_train_end`` → ``monitor.close()``;
+    ``on_train_start`` sets the monitor's ``epochs`` from ``max_epochs`` when it has none.
 
     Raises:
         OptionalDependencyError: neither ``lightning`` nor ``pytorch_lightning`` is installed.
@@ -74,6 +75,11 @@ def lightning_callback(monitor: Any):
             super().__init__()
             self.monitor = monitor
             self._lr: Optional[float] = None
+
+        def on_train_start(self, trainer, pl_module):  # noqa: D102
+            epochs = getattr(trainer, "max_epochs", None)
+            if self.monitor.epochs is None and isinstance(epochs, int) and epochs > 0:
+                self.monitor.epochs = epochs
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: D102
             self._lr = _first_lr(trainer)
@@ -98,7 +104,8 @@ def hf_callback(monitor: Any):
     The ``Trainer`` zeroes gradients before its step callbacks run and reports the loss, learning
     rate and gradient norm only in its logs, so the monitor records one step per log event
     (``logging_steps``) with those values; ``on_epoch_end`` → ``monitor.epoch_end()``,
-    ``on_train_end`` → ``monitor.close()``.
+    ``on_train_end`` → ``monitor.close()``; ``on_train_begin`` sets the monitor's ``epochs`` from
+    the trainer's when it has none.
 
     Raises:
         OptionalDependencyError: ``transformers`` is not installed.
@@ -114,6 +121,11 @@ def hf_callback(monitor: Any):
 
         def __init__(self) -> None:
             self.monitor = monitor
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+            epochs = getattr(state, "num_train_epochs", None)
+            if self.monitor.epochs is None and isinstance(epochs, int) and epochs > 0:
+                self.monitor.epochs = epochs
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
             logs = logs or {}
