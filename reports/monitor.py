@@ -187,8 +187,9 @@ class Monitor:
         meta = {"type": "meta", "xaiscope_version": explain.__version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 "model": type(m.model).__name__, "input_kind": m.input_kind, "class_names": m.class_names,
-                "probes": self.probes, "every": self.every,
-                "max_overhead": self.max_overhead if self.every == "auto" else None, "epochs": self.epochs, "probe_size": 0 if self.x is None else len(self.x),
+                "probes": self.probes, "every": self.every, "epochs": self.epochs,
+                "max_overhead": self.max_overhead if self.every == "auto" else None,
+                "probe_size": 0 if self.x is None else len(self.x),
                 "explainer": self.explainer if "explanations" in self.probes else None,
                 "eps": (P.DEFAULT_PROBE_EPS[m.input_kind] if self.eps is None else self.eps)
                 if "robustness" in self.probes else None,
