@@ -30,7 +30,8 @@ import numpy as np
 from explain.attribution import jsonable
 from explain.errors import EmptyDataError, InputShapeError
 
-__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "save_array", "prepare_folder"]
+__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "save_array", "prepare_folder",
+           "sync_history"]
 
 HISTORY_FILE = "history.jsonl"
 
@@ -46,6 +47,18 @@ def append_record(folder: Union[str, os.PathLike], record: dict, *, sync: bool =
             view = view[written:]
         if sync:
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_history(folder: Union[str, os.PathLike]) -> None:
+    """Flush the history file to the disk (``fsync``), if there is one."""
+    path = os.path.join(folder, HISTORY_FILE)
+    if not os.path.exists(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 

@@ -46,9 +46,12 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from .history import append_record, prepare_folder, read_history, save_array
+from .history import append_record, prepare_folder, read_history, save_array, sync_history
 
 __all__ = ["Monitor", "PROBES"]
+
+#: at most one ``fsync`` of the history per this many seconds (and one at ``close``)
+SYNC_SECONDS = 5.0
 
 #: probe name → what it records. Only ``accuracy`` is on by default.
 PROBES = {
@@ -75,10 +78,12 @@ def _scalar(value: Any) -> Optional[float]:
 
 def gradient_norm(model: torch.nn.Module) -> Optional[float]:
     """The global L2 norm of the parameters' current gradients (``None`` when none has a gradient)."""
-    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    if not norms:
+    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+    if not grads:
         return None
-    return float(torch.stack(norms).norm())
+    if hasattr(torch.nn.utils, "get_total_norm"):  # one fused pass over all gradients (torch >= 2.6)
+        return float(torch.nn.utils.get_total_norm([g.float() for g in grads], 2.0))
+    return float(torch.stack([g.float().norm() for g in grads]).norm())
 
 
 class Monitor:
@@ -163,6 +168,7 @@ class Monitor:
         self.ood_detector, self.log_every, self.seed = ood_detector, max(1, int(log_every)), int(seed)
         self.steps_per_epoch = steps_per_epoch
         self.records: list = []
+        self._last_sync: Optional[float] = None
         self._last_probed: Optional[int] = None
         self._prev_maps: Optional[torch.Tensor] = None
         self.epoch, self.global_step = 0, 0
@@ -205,9 +211,16 @@ class Monitor:
         return meta
 
     def _write(self, record: dict, sync: bool = False) -> None:
+        """Append a record. ``sync`` flushes it to the disk (``fsync``) unless the last flush was less
+        than ``SYNC_SECONDS`` ago: on epochs of a few milliseconds a flush per epoch would cost more than
+        the training. Every line is complete once written, whatever the flushing; ``close`` flushes."""
         self.records.append(record)
         if self.folder is not None:
+            now = self._clock()
+            sync = sync and (self._last_sync is None or now - self._last_sync >= SYNC_SECONDS)
             append_record(self.folder, record, sync=sync)
+            if sync:
+                self._last_sync = now
 
     def _reset_epoch(self) -> None:
         self._losses: list = []
@@ -367,6 +380,8 @@ class Monitor:
                 if r.get("type") == "epoch" and r.get("epoch") == self.epoch:
                     r.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed")})
                     break
+        if self.folder is not None:
+            sync_history(self.folder)
         if self._bar is not None:
             self._bar.set_description_str(f"{self.epoch} epoch(s) done")
             self._bar.close()
