@@ -30,7 +30,8 @@ import numpy as np
 from explain.attribution import jsonable
 from explain.errors import EmptyDataError, InputShapeError
 
-__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "save_array", "prepare_folder",
+__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "append_records", "save_array",
+           "prepare_folder",
            "sync_history"]
 
 HISTORY_FILE = "history.jsonl"
@@ -38,7 +39,12 @@ HISTORY_FILE = "history.jsonl"
 
 def append_record(folder: Union[str, os.PathLike], record: dict, *, sync: bool = False) -> None:
     """Append one record as one complete line (a single ``write`` in append mode)."""
-    data = (json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    append_records(folder, [record], sync=sync)
+
+
+def append_records(folder: Union[str, os.PathLike], records: List[dict], *, sync: bool = False) -> None:
+    """Append records as complete lines, all in one ``write`` in append mode."""
+    data = "".join(json.dumps(jsonable(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records).encode("utf-8")
     fd = os.open(os.path.join(folder, HISTORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         view = memoryview(data)

@@ -46,12 +46,14 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from .history import append_record, prepare_folder, read_history, save_array, sync_history
+from .history import append_record, append_records, prepare_folder, read_history, save_array, sync_history
 
 __all__ = ["Monitor", "PROBES"]
 
 #: at most one ``fsync`` of the history per this many seconds (and one at ``close``)
 SYNC_SECONDS = 5.0
+#: step records are appended in groups, at least this many seconds apart (epoch records at once)
+STEP_WRITE_SECONDS = 1.0
 
 #: probe name → what it records. Only ``accuracy`` is on by default.
 PROBES = {
@@ -81,9 +83,10 @@ def gradient_norm(model: torch.nn.Module) -> Optional[float]:
     grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
     if not grads:
         return None
-    if hasattr(torch.nn.utils, "get_total_norm"):  # one fused pass over all gradients (torch >= 2.6)
-        return float(torch.nn.utils.get_total_norm([g.float() for g in grads], 2.0))
-    return float(torch.stack([g.float().norm() for g in grads]).norm())
+    same = all(g.device == grads[0].device and g.dtype == grads[0].dtype for g in grads)
+    if same and grads[0].dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
+        return float(torch.stack(torch._foreach_norm(grads)).norm())  # one fused pass, no per-tensor calls
+    return float(torch.stack([g.float().norm().to(grads[0].device) for g in grads]).norm())
 
 
 class Monitor:
@@ -168,6 +171,8 @@ class Monitor:
         self.ood_detector, self.log_every, self.seed = ood_detector, max(1, int(log_every)), int(seed)
         self.steps_per_epoch = steps_per_epoch
         self.records: list = []
+        self._pending: list = []
+        self._last_write = clock()
         self._last_sync: Optional[float] = None
         self._last_probed: Optional[int] = None
         self._prev_maps: Optional[torch.Tensor] = None
@@ -216,11 +221,28 @@ class Monitor:
         the training. Every line is complete once written, whatever the flushing; ``close`` flushes."""
         self.records.append(record)
         if self.folder is not None:
+            self._flush_steps()
             now = self._clock()
             sync = sync and (self._last_sync is None or now - self._last_sync >= SYNC_SECONDS)
             append_record(self.folder, record, sync=sync)
             if sync:
                 self._last_sync = now
+
+    def _write_step(self, record: dict) -> None:
+        """Queue a step record; queued steps are appended together once ``STEP_WRITE_SECONDS`` passed
+        since the last write, and before any other record (so a reader is at most that far behind)."""
+        self.records.append(record)
+        if self.folder is None:
+            return
+        self._pending.append(record)
+        if self._clock() - self._last_write >= STEP_WRITE_SECONDS:
+            self._flush_steps()
+
+    def _flush_steps(self) -> None:
+        if self._pending:
+            append_records(self.folder, self._pending)
+            self._pending = []
+        self._last_write = self._clock()
 
     def _reset_epoch(self) -> None:
         self._losses: list = []
@@ -263,7 +285,7 @@ class Monitor:
                "grad_norm": norm, "seconds": dt, "samples_per_s": (batch_size / dt) if batch_size and dt > 0 else None,
                **{k: _scalar(v) for k, v in scalars.items()}}
         if self.global_step % self.log_every == 0:
-            self._write(rec)
+            self._write_step(rec)
         else:
             self.records.append(rec)
         if self._bar is not None:
@@ -381,6 +403,7 @@ class Monitor:
                     r.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed")})
                     break
         if self.folder is not None:
+            self._flush_steps()
             sync_history(self.folder)
         if self._bar is not None:
             self._bar.set_description_str(f"{self.epoch} epoch(s) done")
