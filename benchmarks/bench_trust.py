@@ -10,7 +10,7 @@ Part 2 — the same metric, same inputs, same parameters, same attributions, xai
 faithfulness correlation. Medians of interleaved runs; seconds per sample.
 
 Usage:
-    python benchmarks/bench_trust.py [--repeats 2] [--samples 32] [--threads 2]
+    python benchmarks/bench_trust.py [--repeats 2] [--samples 32] [--threads 2] [--skip-quantus | --skip-table]
 """
 
 from __future__ import annotations
@@ -102,27 +102,35 @@ def part2(m, x, repeats):
         return explain.gradcam(w, torch.as_tensor(inputs), torch.as_tensor(targets)).values.numpy()[:, None]
 
     n_layers = len(explain.metrics.randomizable_layers(net))
-    fns = {
-        "MPRT (gradcam, all layers) — xaiscope": lambda: explain.metrics.randomization(m, x, "gradcam", target=y, absolute=True),
-        "MPRT (gradcam, all layers) — Quantus": lambda: quantus.MPRT(disable_warnings=True)(
-            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=None, explain_func=q_explain, channel_first=True, device="cpu"),
-        "pixel flipping (IG, 28 steps) — xaiscope": lambda: explain.metrics.deletion(
-            m, x, a, features="pixels", baseline=0.0, steps=28, n_random=1),
-        "pixel flipping (IG, 28 steps) — Quantus": lambda: quantus.PixelFlipping(
+    quantus_calls = {
+        "MPRT (gradcam, all layers)": lambda bs: quantus.MPRT(disable_warnings=True)(
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=None, explain_func=q_explain, channel_first=True,
+            device="cpu", batch_size=bs),
+        "pixel flipping (IG, 28 steps)": lambda bs: quantus.PixelFlipping(
             features_in_step=d // 28, perturb_baseline=0.0, disable_warnings=True)(
-            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu"),
-        f"faithfulness correlation ({runs} runs) — xaiscope": lambda: explain.metrics.faithfulness_correlation(
-            m, x, a, n_runs=runs, subset_size=size, baseline=0.0, output="logit"),
-        f"faithfulness correlation ({runs} runs) — Quantus": lambda: quantus.FaithfulnessCorrelation(
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu", batch_size=bs),
+        f"faithfulness correlation ({runs} runs)": lambda bs: quantus.FaithfulnessCorrelation(
             nr_runs=runs, subset_size=size, perturb_baseline=0.0, disable_warnings=True)(
-            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu"),
+            model=qnet, x_batch=x_np, y_batch=y_np, a_batch=a_np, channel_first=True, device="cpu", batch_size=bs),
     }
+    ours = {
+        "MPRT (gradcam, all layers)": lambda: explain.metrics.randomization(m, x, "gradcam", target=y, absolute=True),
+        "pixel flipping (IG, 28 steps)": lambda: explain.metrics.deletion(
+            m, x, a, features="pixels", baseline=0.0, steps=28, n_random=1),
+        f"faithfulness correlation ({runs} runs)": lambda: explain.metrics.faithfulness_correlation(
+            m, x, a, n_runs=runs, subset_size=size, baseline=0.0, output="logit"),
+    }
+    fns = {}
+    for key, fn in ours.items():  # per metric: xaiscope, Quantus on the whole batch, Quantus one sample at a time
+        fns[(key, "xaiscope")] = fn
+        fns[(key, "batched")] = lambda q=quantus_calls[key], n=len(x): q(n)
+        fns[(key, "per-sample")] = lambda q=quantus_calls[key]: q(1)
     med = interleaved_medians(fns, repeats, torch.device("cpu"))
     rows = []
-    keys = list(fns)
-    for i in range(0, len(keys), 2):
-        ours, ref = med[keys[i]], med[keys[i + 1]]
-        rows.append([keys[i].split(" — ")[0], ours / len(x) * 1000, ref / len(x) * 1000, ref / ours])
+    for key in ours:
+        t, tb, t1 = med[(key, "xaiscope")], med[(key, "batched")], med[(key, "per-sample")]
+        k = 1000 / len(x)
+        rows.append([key, t * k, tb * k, tb / t, t1 * k, t1 / t])
     return rows, n_layers
 
 
@@ -131,6 +139,9 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=32, help="samples judged (default 32)")
     p.add_argument("--train", type=int, default=0, help="train the demo CNN on this many digits (default all)")
     p.add_argument("--no-quick", action="store_true", help="skip the quick-mode trust table")
+    p.add_argument("--table-repeats", type=int, default=0, help="runs of the trust table (default --repeats)")
+    p.add_argument("--skip-quantus", action="store_true", help="time only the trust table")
+    p.add_argument("--skip-table", action="store_true", help="time only the Quantus comparison")
     p.set_defaults(repeats=2)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -140,15 +151,17 @@ def main() -> None:
     print(f"# {machine_line(torch.device('cpu'))}; {digits.name} {tuple(x.shape[1:])}, {len(x)} samples "
           f"(model trained in {time.perf_counter() - t0:.0f} s, accuracy "
           f"{float((m.predict(digits.x_test[:500]) == digits.y_test[:500]).float().mean()):.1%})\n", flush=True)
-    rows2, n_layers = part2(m, x, args.repeats)
-    print(markdown_table(["metric (same inputs and parameters)", "xaiscope ms/sample", "Quantus ms/sample",
-                          "speed-up"], rows2))
-    print(f"\n({n_layers} randomisable layers)\n", flush=True)
-    rows, totals = part1(m, x, args.repeats, (False,) if args.no_quick else (False, True))
-    print(markdown_table(["method", "explanation ms/sample", "trust checks ms/sample", "× explanation",
-                          "randomisation", "deletion"], rows))
-    print()
-    print(markdown_table(["mode", "explanations s", "trust table s", "× explanations"], totals))
+    if not args.skip_quantus:
+        rows2, n_layers = part2(m, x, args.repeats)
+        print(markdown_table(["metric (same inputs and parameters)", "xaiscope ms/sample", "Quantus batched ms/sample",
+                              "speed-up vs batched", "Quantus per-sample ms/sample", "speed-up vs per-sample"], rows2))
+        print(f"\n({n_layers} randomisable layers)\n", flush=True)
+    if not args.skip_table:
+        rows, totals = part1(m, x, args.table_repeats or args.repeats, (False,) if args.no_quick else (False, True))
+        print(markdown_table(["method", "explanation ms/sample", "trust checks ms/sample", "× explanation",
+                              "randomisation", "deletion"], rows))
+        print()
+        print(markdown_table(["mode", "explanations s", "trust table s", "× explanations"], totals))
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 

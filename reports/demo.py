@@ -23,13 +23,14 @@ DEMO_PROBES = ["accuracy", "explanations", "robustness", "ood"]
 
 
 def _monitor(wrapper: explain.ModelWrapper, folder: Path, x: torch.Tensor, y: torch.Tensor, ood: torch.Tensor,
-             every: int = 1) -> Monitor:
+             epochs: int) -> Monitor:
     """A monitor over 200 fixed test samples, writing into ``folder`` (an earlier demo history there is replaced;
-    only the monitor's own files are removed). The training loop runs on the CPU, so ``wrapper`` must be on it too."""
+    only the monitor's own files are removed). The training loop runs on the CPU, so ``wrapper`` must be on it too.
+    Probes run on the monitor's default schedule: within 5 % of the training time, first and last epoch always."""
     if (folder / HISTORY_FILE).exists():
         for f in [folder / HISTORY_FILE, folder / "samples.npy", *sorted((folder / "maps").glob("epoch-*.npy"))]:
             f.unlink()
-    return Monitor(wrapper, probe=(x[:200], y[:200]), probes=DEMO_PROBES, ood=ood[:200], out=folder, every=every,
+    return Monitor(wrapper, probe=(x[:200], y[:200]), probes=DEMO_PROBES, ood=ood[:200], out=folder, epochs=epochs,
                    attack_steps=3, progress=False, live=False)
 
 
@@ -66,7 +67,7 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
     make = lambda device: explain.ModelWrapper(cnn, "image", class_names=digits.class_names, mean=[mean], std=[std],  # noqa: E731
                                                device=device)
     ood = load_photo_patches(300, size=digits.x_test.shape[-1], channels=digits.x_test.shape[1], seed=seed)
-    mon = _monitor(make("cpu"), root / "training" / "digits", digits.x_test, digits.y_test, ood)
+    mon = _monitor(make("cpu"), root / "training" / "digits", digits.x_test, digits.y_test, ood, epochs=2)
     train_classifier(cnn, digits.x_train, digits.y_train, epochs=2, seed=seed,
                      mean=torch.tensor(mean), std=torch.tensor(std), monitor=mon)
     m = make("auto")
@@ -84,7 +85,7 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
     lstm = _seeded(seed, lambda: BiLSTMClassifier(len(reviews.vocab), 2, embed_dim=48, hidden=48))
     ood = load_plot_summaries(reviews.vocab, max_len=reviews.x_test.shape[1])
     mon = _monitor(explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names, device="cpu"),
-                   root / "training" / "reviews", reviews.x_test, reviews.y_test, ood)
+                   root / "training" / "reviews", reviews.x_test, reviews.y_test, ood, epochs=6)
     train_classifier(lstm, reviews.x_train, reviews.y_train, epochs=6, seed=seed, lr=3e-3, monitor=mon)
     m = explain.ModelWrapper(lstm, "tokens", class_names=reviews.class_names)
     log(f"trained BiLSTMClassifier on {reviews.name} in {time.perf_counter() - t:.0f} s (monitored)")
@@ -100,7 +101,7 @@ def run_demo(out: str, *, seed: int = 0, methods: Optional[List[str]] = None, sa
     c1d = _seeded(seed, lambda: Conv1dNet(1, 2, width=16))
     ood = load_motion_series(gun.x_test.shape[1]) * gun.x_train.std() + gun.x_train.mean()
     mon = _monitor(explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std], device="cpu"),
-                   root / "training" / "gunpoint", gun.x_test, gun.y_test, ood, every=10)
+                   root / "training" / "gunpoint", gun.x_test, gun.y_test, ood, epochs=60)
     train_classifier(c1d, gun.x_train, gun.y_train, epochs=60, batch_size=16, seed=seed, mean=torch.tensor(mean),
                      std=torch.tensor(std), monitor=mon)
     m = explain.ModelWrapper(c1d, "series", class_names=gun.class_names, mean=[mean], std=[std])

@@ -2,7 +2,8 @@
 
 Layout of a monitor folder::
 
-    history.jsonl          one JSON object per line: {"type": "meta" | "step" | "epoch", ...}
+    history.jsonl          one JSON object per line: {"type": "meta" | "step" | "epoch" | "probe", ...}
+                           (a "probe" record adds probe values to an epoch written before them)
     samples.npy            the fixed probe samples whose explanations are tracked
     maps/epoch-0003.npy    their maps at epoch 3 (float16)
 
@@ -29,14 +30,21 @@ import numpy as np
 from explain.attribution import jsonable
 from explain.errors import EmptyDataError, InputShapeError
 
-__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "save_array", "prepare_folder"]
+__all__ = ["HISTORY_FILE", "TrainingHistory", "read_history", "append_record", "append_records", "save_array",
+           "prepare_folder",
+           "sync_history"]
 
 HISTORY_FILE = "history.jsonl"
 
 
 def append_record(folder: Union[str, os.PathLike], record: dict, *, sync: bool = False) -> None:
     """Append one record as one complete line (a single ``write`` in append mode)."""
-    data = (json.dumps(jsonable(record), separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+    append_records(folder, [record], sync=sync)
+
+
+def append_records(folder: Union[str, os.PathLike], records: List[dict], *, sync: bool = False) -> None:
+    """Append records as complete lines, all in one ``write`` in append mode."""
+    data = "".join(json.dumps(jsonable(r), separators=(",", ":"), allow_nan=False) + "\n" for r in records).encode("utf-8")
     fd = os.open(os.path.join(folder, HISTORY_FILE), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         view = memoryview(data)
@@ -45,6 +53,18 @@ def append_record(folder: Union[str, os.PathLike], record: dict, *, sync: bool =
             view = view[written:]
         if sync:
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_history(folder: Union[str, os.PathLike]) -> None:
+    """Flush the history file to the disk (``fsync``), if there is one."""
+    path = os.path.join(folder, HISTORY_FILE)
+    if not os.path.exists(path):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
     finally:
         os.close(fd)
 
@@ -112,6 +132,10 @@ class TrainingHistory:
         except (OSError, ValueError):
             return None
 
+    def probed_epochs(self) -> List[int]:
+        """The epochs whose ends ran the probes (older histories: those with probe values)."""
+        return [int(e["epoch"]) for e in self.epochs if e.get("probed", bool(e.get("probes")))]
+
     def samples(self) -> Optional[np.ndarray]:
         """The fixed probe samples whose maps are tracked (``None`` without the explanation probe)."""
         return self.array(self.meta.get("samples_file"))
@@ -158,6 +182,12 @@ def read_history(folder: Union[str, os.PathLike]) -> TrainingHistory:
             h.steps.append(rec)
         elif kind == "epoch":
             h.epochs.append(rec)
+        elif kind == "probe":  # probes of an epoch run after its record was written (Monitor.close)
+            target = next((e for e in reversed(h.epochs) if e.get("epoch") == rec.get("epoch")), None)
+            if target is None:
+                h.skipped += 1
+            else:
+                target.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed") if k in rec})
         else:
             h.skipped += 1
     if not (h.meta or h.steps or h.epochs):

@@ -7,6 +7,18 @@ one-line progress bar in terminals. Probes run in eval mode inside the wrapper's
 :func:`robustness.probes.preserved_training_state`, so a run with the monitor trains bit for bit
 like a run without it.
 
+When to probe (``every``): a probe pass costs about the same at every epoch end, while epochs can
+be long (thousands of samples) or a few steps, so a fixed schedule is either wasteful or too
+sparse. The default, ``every="auto"``, keeps the probes within an overhead budget
+(``max_overhead=0.05``: probes may take 5 % of the training time): the first epoch is always
+probed, which measures the probe's cost; a later epoch is probed when the probe time so far plus
+two more probes (this one and a reserved final one) stays within ``max_overhead`` × the training
+time so far; the last epoch is always probed — at its ``epoch_end`` when ``epochs`` is known,
+otherwise by :meth:`Monitor.close`, which probes the final weights if the last epoch was skipped.
+So, apart from the first probe, the probes' share of the run stays within the budget. Every epoch
+record says whether it was ``probed``; figures draw probe values only at probed epochs.
+``every="epoch"`` probes every epoch, ``every=k`` every ``k``-th.
+
 Example:
     >>> mon = reports.Monitor(m, probe=(x_val, y_val), probes=["accuracy", "explanations"], out="runs/exp1")
     >>> for epoch in range(epochs):                                   # doctest: +SKIP
@@ -21,9 +33,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import sys
 import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -34,9 +45,15 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from .history import append_record, prepare_folder, read_history, save_array
+from ._monitor_parts import _progress_bar, _scalar, _want_live, gradient_norm
+from .history import append_record, append_records, prepare_folder, read_history, save_array, sync_history
 
 __all__ = ["Monitor", "PROBES"]
+
+#: at most one ``fsync`` of the history per this many seconds (and one at ``close``)
+SYNC_SECONDS = 5.0
+#: step records are appended in groups, at least this many seconds apart (epoch records at once)
+STEP_WRITE_SECONDS = 1.0
 
 #: probe name → what it records. Only ``accuracy`` is on by default.
 PROBES = {
@@ -47,28 +64,6 @@ PROBES = {
 }
 
 
-def _scalar(value: Any) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, torch.Tensor):
-        value = value.detach()
-        if value.numel() != 1:
-            raise InputShapeError(f"expected a scalar (one number), got a tensor of shape {tuple(value.shape)}")
-        value = value.item()
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise InputShapeError(f"expected a number, got {type(value).__name__}") from None
-
-
-def gradient_norm(model: torch.nn.Module) -> Optional[float]:
-    """The global L2 norm of the parameters' current gradients (``None`` when none has a gradient)."""
-    norms = [p.grad.detach().float().norm() for p in model.parameters() if p.grad is not None]
-    if not norms:
-        return None
-    return float(torch.stack(norms).norm())
-
-
 class Monitor:
     """Record a training run and probe the model at epoch ends.
 
@@ -76,7 +71,12 @@ class Monitor:
         model: an ``explain.ModelWrapper`` around the network being trained.
         probe: the fixed probe set, ``(inputs, labels)`` (or a ``Dataset``/``DataLoader``).
             Keep it small (a few hundred samples): probes run on all of it every epoch.
-        every: ``"epoch"`` (probe at every epoch end) or an int ``k`` (every ``k``-th epoch).
+        every: ``"auto"`` (default: probe within the ``max_overhead`` budget, always at the first
+            and the last epoch; see the module docs), ``"epoch"`` (every epoch end) or an int ``k``
+            (every ``k``-th epoch).
+        max_overhead: with ``every="auto"``, the probes' share of the training time (default 0.05).
+        epochs: the run's length in epochs, if known: the last epoch is then probed at its end
+            (the Lightning and Hugging Face callbacks fill it in from the trainer).
         probes: names from :data:`PROBES`; default ``["accuracy"]``.
         out: folder for the history; ``None`` keeps records in memory only (``.records``).
         explainer: registered explainer for the ``explanations`` probe (default Grad-CAM).
@@ -89,26 +89,39 @@ class Monitor:
         progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
         resume: continue a history already in ``out`` instead of refusing to touch it.
         seed: seeds the attack's random start.
+        clock: the monotonic clock in seconds (default ``time.perf_counter``); a fake one makes the
+            ``"auto"`` schedule reproducible in tests.
 
     Raises:
         InputShapeError: unknown probe names, a probe that needs labels or OOD data without them,
             or an ``out`` folder that holds other files.
     """
 
-    def __init__(self, model: Any, probe: Any = None, *, every: Union[str, int] = "epoch",
+    def __init__(self, model: Any, probe: Any = None, *, every: Union[str, int] = "auto", max_overhead: float = 0.05,
+                 epochs: Optional[int] = None,
                  probes: Optional[Sequence[str]] = None, out: Any = None, explainer: str = "gradcam",
                  explain_samples: int = 4, explainer_params: Optional[dict] = None, eps: Optional[float] = None,
                  attack_steps: int = 5, ood: Any = None, ood_detector: str = "energy", log_every: int = 1,
                  steps_per_epoch: Optional[int] = None, live: Union[str, bool] = "auto",
-                 progress: Union[str, bool] = "auto", resume: bool = False, seed: int = 0) -> None:
+                 progress: Union[str, bool] = "auto", resume: bool = False, seed: int = 0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.wrapper = check_wrapper(model)
         self.probes = list(probes) if probes is not None else ["accuracy"]
         unknown = [p for p in self.probes if p not in PROBES]
         if unknown:
             raise InputShapeError(f"unknown probes {unknown}; available: {', '.join(PROBES)}")
-        if every != "epoch" and not (isinstance(every, int) and every >= 1):
-            raise InputShapeError(f"every must be 'epoch' or a positive number of epochs, got {every!r}")
-        self.every = 1 if every == "epoch" else int(every)
+        if every not in ("auto", "epoch") and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+            raise InputShapeError(f"every must be 'auto', 'epoch' or a positive number of epochs, got {every!r}")
+        if not (isinstance(max_overhead, (int, float)) and 0 < max_overhead < 1):
+            raise InputShapeError(f"max_overhead must be a fraction of the training time in (0, 1), got {max_overhead!r}; "
+                                  "e.g. 0.05 lets probes take 5 % of it")
+        if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
+            raise InputShapeError(f"epochs must be a positive number of epochs or None, got {epochs!r}")
+        self.every: Union[str, int] = "auto" if every == "auto" else (1 if every == "epoch" else int(every))
+        self.max_overhead, self.epochs = float(max_overhead), epochs
+        self._clock = clock
+        self._train_seconds = self._probe_seconds = 0.0
+        self._probe_cost: Optional[float] = None
         self.x, self.y = (None, None)
         if probe is not None:
             self.x, self.y = collect(probe)
@@ -133,6 +146,10 @@ class Monitor:
         self.ood_detector, self.log_every, self.seed = ood_detector, max(1, int(log_every)), int(seed)
         self.steps_per_epoch = steps_per_epoch
         self.records: list = []
+        self._pending: list = []
+        self._last_write = clock()
+        self._last_sync: Optional[float] = None
+        self._last_probed: Optional[int] = None
         self._prev_maps: Optional[torch.Tensor] = None
         self.epoch, self.global_step = 0, 0
         self.folder = prepare_folder(out, resume) if out is not None else None
@@ -143,6 +160,7 @@ class Monitor:
             last = [e for e in h.epochs if e.get("maps")]
             maps = h.array(last[-1]["maps"]) if last else None
             self._prev_maps = None if maps is None else torch.from_numpy(maps.astype(np.float32))
+            self._last_probed = self.epoch  # epochs of the earlier session are not probed again
         self._reset_epoch()
         self._write(self._meta(), sync=True)
         self._live = _want_live(live)
@@ -155,7 +173,9 @@ class Monitor:
         meta = {"type": "meta", "xaiscope_version": explain.__version__,
                 "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                 "model": type(m.model).__name__, "input_kind": m.input_kind, "class_names": m.class_names,
-                "probes": self.probes, "every": self.every, "probe_size": 0 if self.x is None else len(self.x),
+                "probes": self.probes, "every": self.every, "epochs": self.epochs,
+                "max_overhead": self.max_overhead if self.every == "auto" else None,
+                "probe_size": 0 if self.x is None else len(self.x),
                 "explainer": self.explainer if "explanations" in self.probes else None,
                 "eps": (P.DEFAULT_PROBE_EPS[m.input_kind] if self.eps is None else self.eps)
                 if "robustness" in self.probes else None,
@@ -171,16 +191,40 @@ class Monitor:
         return meta
 
     def _write(self, record: dict, sync: bool = False) -> None:
+        """Append a record. ``sync`` flushes it to the disk (``fsync``) unless the last flush was less
+        than ``SYNC_SECONDS`` ago: on epochs of a few milliseconds a flush per epoch would cost more than
+        the training. Every line is complete once written, whatever the flushing; ``close`` flushes."""
         self.records.append(record)
         if self.folder is not None:
+            self._flush_steps()
+            now = self._clock()
+            sync = sync and (self._last_sync is None or now - self._last_sync >= SYNC_SECONDS)
             append_record(self.folder, record, sync=sync)
+            if sync:
+                self._last_sync = now
+
+    def _write_step(self, record: dict) -> None:
+        """Queue a step record; queued steps are appended together once ``STEP_WRITE_SECONDS`` passed
+        since the last write, and before any other record (so a reader is at most that far behind)."""
+        self.records.append(record)
+        if self.folder is None:
+            return
+        self._pending.append(record)
+        if self._clock() - self._last_write >= STEP_WRITE_SECONDS:
+            self._flush_steps()
+
+    def _flush_steps(self) -> None:
+        if self._pending:
+            append_records(self.folder, self._pending)
+            self._pending = []
+        self._last_write = self._clock()
 
     def _reset_epoch(self) -> None:
         self._losses: list = []
         self._norms: list = []
         self._samples = 0
         self._lr: Optional[float] = None
-        now = time.perf_counter()
+        now = self._clock()
         self._epoch_start = self._last_step = now
 
     def step(self, loss: Any = None, lr: Any = None, *, grad_norm: Any = None, batch_size: Optional[int] = None,
@@ -198,7 +242,7 @@ class Monitor:
         Returns:
             The step record.
         """
-        now = time.perf_counter()
+        now = self._clock()
         dt = now - self._last_step
         self._last_step = now
         self.global_step += 1
@@ -216,7 +260,7 @@ class Monitor:
                "grad_norm": norm, "seconds": dt, "samples_per_s": (batch_size / dt) if batch_size and dt > 0 else None,
                **{k: _scalar(v) for k, v in scalars.items()}}
         if self.global_step % self.log_every == 0:
-            self._write(rec)
+            self._write_step(rec)
         else:
             self.records.append(rec)
         if self._bar is not None:
@@ -226,28 +270,28 @@ class Monitor:
                                           refresh=False)
         return rec
 
-    def epoch_end(self, **scalars: Any) -> dict:
+    def epoch_end(self, *, probe: Optional[bool] = None, **scalars: Any) -> dict:
         """Close the epoch: aggregate its steps, run the probes if due, write the epoch record.
 
         Args:
+            probe: ``True`` / ``False`` forces / skips the probes this epoch; ``None`` (default)
+                follows ``every``.
             **scalars: numbers to record with the epoch (e.g. ``val_loss=...``).
 
         Returns:
-            The epoch record (``probes`` holds every probe value).
+            The epoch record (``probes`` holds every probe value, ``probed`` whether they ran).
         """
-        seconds = time.perf_counter() - self._epoch_start
+        seconds = self._clock() - self._epoch_start
         self.epoch += 1
+        self._train_seconds += seconds
         rec = {"type": "epoch", "epoch": self.epoch, "step": self.global_step,
                "loss": float(np.mean(self._losses)) if self._losses else None, "lr": self._lr,
                "grad_norm": float(np.mean(self._norms)) if self._norms else None, "seconds": seconds,
                "samples_per_s": self._samples / seconds if self._samples and seconds > 0 else None,
-               **{k: _scalar(v) for k, v in scalars.items()}, "probes": {}, "probe_seconds": 0.0, "maps": None}
-        if self.probes and self.epoch % self.every == 0:
-            start = time.perf_counter()
-            rec["probes"], maps = self._run_probes()
-            if maps is not None and self.folder is not None:
-                rec["maps"] = save_array(self.folder, f"maps/epoch-{self.epoch:04d}.npy", maps.numpy().astype(np.float16))
-            rec["probe_seconds"] = time.perf_counter() - start
+               **{k: _scalar(v) for k, v in scalars.items()}, "probes": {}, "probe_seconds": 0.0, "maps": None,
+               "probed": False}
+        if self.probes and (self._due() if probe is None else bool(probe)):
+            rec.update(self._probe_record())
         self._write(rec, sync=True)
         self._show()
         if self._bar is not None:
@@ -257,6 +301,28 @@ class Monitor:
             self._bar.reset(total=self.steps_per_epoch)
             self._bar.set_description_str(f"epoch {self.epoch + 1}")
         self._reset_epoch()
+        return rec
+
+    def _due(self) -> bool:
+        """Whether this epoch's end runs the probes (see the module docs for ``every="auto"``)."""
+        if self.every != "auto":
+            return self.epoch % int(self.every) == 0
+        if self._probe_cost is None or (self.epochs is not None and self.epoch >= self.epochs):
+            return True
+        return self._probe_seconds + 2 * self._probe_cost <= self.max_overhead * self._train_seconds
+
+    def _probe_record(self) -> dict:
+        """Run the probes now; the record's ``probes``, ``maps``, ``probe_seconds`` and ``probed``."""
+        start = self._clock()
+        values, maps = self._run_probes()
+        rec = {"probes": values, "maps": None, "probed": True}
+        if maps is not None and self.folder is not None:
+            rec["maps"] = save_array(self.folder, f"maps/epoch-{self.epoch:04d}.npy", maps.numpy().astype(np.float16))
+        cost = self._clock() - start
+        rec["probe_seconds"] = cost
+        self._probe_cost = cost
+        self._probe_seconds += cost
+        self._last_probed = self.epoch
         return rec
 
     def _run_probes(self):
@@ -296,7 +362,24 @@ class Monitor:
             self._view.update(Image(png))
 
     def close(self) -> None:
-        """Close the progress bar. The history is complete after every ``epoch_end`` already."""
+        """Finish the run: probe the final weights if the last epoch was not probed, close the progress bar.
+
+        With ``every="auto"`` and ``epochs`` unknown, the last epoch's end could not know it was
+        the last; ``close()`` then probes the model as training left it and appends the values to
+        that epoch (a ``probe`` record that :func:`reports.history.read_history` merges into it).
+        Call it right after training (the callbacks and ``with Monitor(...)`` do). Calling it again
+        does nothing more.
+        """
+        if (self.every == "auto" and self.probes and self.epoch > 0 and self._last_probed != self.epoch):
+            rec = {"type": "probe", "epoch": self.epoch, "step": self.global_step, **self._probe_record()}
+            self._write(rec, sync=True)
+            for r in reversed(self.records):
+                if r.get("type") == "epoch" and r.get("epoch") == self.epoch:
+                    r.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed")})
+                    break
+        if self.folder is not None:
+            self._flush_steps()
+            sync_history(self.folder)
         if self._bar is not None:
             self._bar.set_description_str(f"{self.epoch} epoch(s) done")
             self._bar.close()
@@ -311,23 +394,3 @@ class Monitor:
     def __repr__(self) -> str:
         return (f"Monitor(probes={self.probes}, every={self.every}, out={str(self.folder) if self.folder else None!r}, "
                 f"epoch={self.epoch})")
-
-
-def _in_notebook() -> bool:
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return False
-    shell = ipython.get_ipython()
-    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
-
-
-def _want_live(live: Union[str, bool]) -> bool:
-    return _in_notebook() if live == "auto" else bool(live)
-
-
-def _progress_bar(progress: Union[str, bool], live: bool, total: Optional[int], epoch: int):
-    on = (not live and hasattr(sys.stderr, "isatty") and sys.stderr.isatty()) if progress == "auto" else bool(progress)
-    if not on:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=f"epoch {epoch}", leave=True, dynamic_ncols=True, unit="step")

@@ -40,12 +40,19 @@ def _loss(outputs: Any) -> Any:
     return outputs
 
 
+def _first_lr(trainer: Any) -> Optional[float]:
+    opts = getattr(trainer, "optimizers", None) or []
+    return opts[0].param_groups[0]["lr"] if opts else None
+
+
 def lightning_callback(monitor: Any):
     """A ``lightning.pytorch.Callback`` (or ``pytorch_lightning.Callback``) feeding ``monitor``.
 
     Hooks: ``on_train_batch_end`` → ``monitor.step(loss, lr, batch_size)`` (the loss from the
-    training step's output, the first optimiser's learning rate); ``on_train_epoch_end`` →
-    ``monitor.epoch_end()``; ``on_train_end`` → ``monitor.close()``.
+    training step's output; the first optimiser's learning rate as read at ``on_train_batch_start``,
+    i.e. the rate the step used — Lightning steps per-step schedulers before ``on_train_batch_end``);
+    ``on_train_epoch_end`` → ``monitor.epoch_end()``; ``on_train_end`` → ``monitor.close()``;
+    ``on_train_start`` sets the monitor's ``epochs`` from ``max_epochs`` when it has none.
 
     Raises:
         OptionalDependencyError: neither ``lightning`` nor ``pytorch_lightning`` is installed.
@@ -67,10 +74,19 @@ def lightning_callback(monitor: Any):
         def __init__(self) -> None:
             super().__init__()
             self.monitor = monitor
+            self._lr: Optional[float] = None
+
+        def on_train_start(self, trainer, pl_module):  # noqa: D102
+            epochs = getattr(trainer, "max_epochs", None)
+            if self.monitor.epochs is None and isinstance(epochs, int) and epochs > 0:
+                self.monitor.epochs = epochs
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: D102
+            self._lr = _first_lr(trainer)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: D102
-            opts = getattr(trainer, "optimizers", None) or []
-            lr = opts[0].param_groups[0]["lr"] if opts else None
+            lr = self._lr if self._lr is not None else _first_lr(trainer)
+            self._lr = None
             self.monitor.step(loss=_loss(outputs), lr=lr, batch_size=_batch_size(batch))
 
         def on_train_epoch_end(self, trainer, pl_module):  # noqa: D102
@@ -88,7 +104,8 @@ def hf_callback(monitor: Any):
     The ``Trainer`` zeroes gradients before its step callbacks run and reports the loss, learning
     rate and gradient norm only in its logs, so the monitor records one step per log event
     (``logging_steps``) with those values; ``on_epoch_end`` → ``monitor.epoch_end()``,
-    ``on_train_end`` → ``monitor.close()``.
+    ``on_train_end`` → ``monitor.close()``; ``on_train_begin`` sets the monitor's ``epochs`` from
+    the trainer's when it has none.
 
     Raises:
         OptionalDependencyError: ``transformers`` is not installed.
@@ -104,6 +121,11 @@ def hf_callback(monitor: Any):
 
         def __init__(self) -> None:
             self.monitor = monitor
+
+        def on_train_begin(self, args, state, control, **kwargs):  # noqa: D102
+            epochs = getattr(state, "num_train_epochs", None)
+            if self.monitor.epochs is None and isinstance(epochs, int) and epochs > 0:
+                self.monitor.epochs = epochs
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102
             logs = logs or {}

@@ -35,6 +35,18 @@ def _fmt(v, pct: bool = False) -> str:
     return f"{v:.1%}" if pct else f"{v:.4g}"
 
 
+def _ranges(values: List[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` → ``"1–3, 7, 9–10"``."""
+    parts, start = [], None
+    for i, v in enumerate(values):
+        if start is None:
+            start = v
+        if i + 1 == len(values) or values[i + 1] != v + 1:
+            parts.append(str(start) if start == v else f"{start}–{v}")
+            start = None
+    return ", ".join(parts)
+
+
 def _pick(n: int, most: int) -> List[int]:
     if n <= most:
         return list(range(n))
@@ -59,6 +71,14 @@ def history_section(h: TrainingHistory, config: Optional[dict] = None, checks_cf
     if meta.get("ood_detector"):
         line += f"; OOD detector {meta['ood_detector']}"
     blocks.append(Text(line + "."))
+    probed = h.probed_epochs()
+    if probes and epochs and len(probed) < len(epochs):
+        every = meta.get("every")
+        why = (f"every = 'auto': within a {float(meta.get('max_overhead') or 0.05):.0%} overhead budget, always the "
+               "first and the last epoch" if every == "auto" else f"every {every} epoch(s)")
+        blocks.append(Text(f"Probes ran at {len(probed)} of {len(epochs)} epochs ({why}): epoch(s) "
+                           f"{_ranges(probed)}. Probe values and maps are drawn at those epochs only; the explanation "
+                           "drift compares each probed epoch with the probed epoch before it."))
     if h.skipped:
         blocks.append(Text(f"{h.skipped} incomplete line(s) in the history were skipped (an interrupted run, or one "
                            "still writing).", kind="warning"))
@@ -90,7 +110,7 @@ def history_section(h: TrainingHistory, config: Optional[dict] = None, checks_cf
                                         meta.get("input_kind", "image"), labels)
             rho = [_fmt(e["probes"].get("explanation_rank_correlation")) for e, _ in kept]
             blocks.append(Figure("maps", to_png(fig, dpi), f"{meta.get('explainer')} maps of the fixed samples per epoch "
-                                 f"(rank correlation to the epoch before: {', '.join(rho)})",
+                                 f"(rank correlation to the probed epoch before: {', '.join(rho)})",
                                  "explanation maps of fixed samples over epochs"))
     checks = []
     if lp.get("accuracy") is not None:
@@ -104,7 +124,7 @@ def history_section(h: TrainingHistory, config: Optional[dict] = None, checks_cf
                             f"explanation rank correlation to the epoch before {rho:.3f} "
                             f"({'meets' if ok else 'misses'} ≥ {float(limit):.3g})"))
     summary = {"folder": str(h.folder), "epochs": len(epochs), "steps": len(h.steps), "skipped_lines": h.skipped,
-               "seconds": total, "probe_seconds": probe_total, "probes": probes, "meta": meta,
+               "seconds": total, "probe_seconds": probe_total, "probes": probes, "probed_epochs": probed, "meta": meta,
                "per_epoch": [{k: v for k, v in e.items() if k != "type"} for e in epochs]}
     return Section("training", "Training", blocks=blocks, summary=summary, checks=checks)
 

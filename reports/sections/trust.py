@@ -160,7 +160,8 @@ def build(ctx: ReportContext) -> Section:
         r, dele, ins = row["randomization"], row["curves"]["deletion"], row["curves"]["insertion"]
         base = float(r.details["baseline"].mean())
         rand_ok = r.verdict == "passes"
-        rand_txt = _chip(rand_ok, f"ρ {r.aggregate:.2f} vs {base:.2f} twice — "
+        twice = "twice" if base >= 1 - 1e-6 else "between seeds"
+        rand_txt = _chip(rand_ok, f"ρ {r.aggregate:.2f} vs {base:.2f} {twice} — "
                          + ("the map depends on the learnt weights" if rand_ok else "the map barely changes when the weights are destroyed"))
         gain = dele.details["gain_aggregate"]
         del_ok = dele.verdict == "better than random" and (min_gain is None or gain >= float(min_gain))

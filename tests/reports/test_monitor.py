@@ -39,7 +39,7 @@ def _train(with_monitor: bool, tmp_path: Path, probes=("accuracy", "explanations
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     mon = None
     if with_monitor:
-        mon = reports.Monitor(m, probe=(data.x[:32], data.y[:32]), probes=list(probes), out=tmp_path / "run",
+        mon = reports.Monitor(m, probe=(data.x[:32], data.y[:32]), probes=list(probes), every="epoch", out=tmp_path / "run",
                               ood=torch.rand(32, 3, 16, 16, generator=torch.Generator().manual_seed(9)), attack_steps=2, progress=False, live=False)
     net.train()
     draws = []
