@@ -159,6 +159,38 @@ class DataStream:
                 "or a list of batches instead")
         return self
 
+    def select(self, indices: Any) -> "DataStream":
+        """The samples at ``indices`` (positions in this stream, any order; kept in stream order).
+
+        The result is a stream too: each pass reads this stream once and keeps the chosen samples,
+        in batches of ``batch_size``.
+
+        Shape:
+            indices: ``K`` (``LongTensor`` or a list of ints).
+        """
+        keep = torch.zeros(0, dtype=torch.bool)
+        idx = torch.as_tensor(indices, dtype=torch.long).flatten()
+        if len(idx):
+            keep = torch.zeros(int(idx.max()) + 1, dtype=torch.bool)
+            keep[idx] = True
+        parent = self
+
+        class _Selected:
+            def __iter__(self):
+                start = 0
+                for x, y in parent:
+                    m = keep[start:start + len(x)]
+                    start += len(x)
+                    if m.any():
+                        m = torch.cat([m, torch.zeros(len(x) - len(m), dtype=torch.bool)]) if len(m) < len(x) else m
+                        yield x[m], None if y is None else y[m]
+                    if start >= len(keep):
+                        break
+
+        out = DataStream(_Selected(), self.batch_size, name=self.name)
+        out.reiterable = self.reiterable
+        return out
+
     def __iter__(self) -> Iterator[Batch]:
         if not self.reiterable and self._passes >= 1:
             raise SinglePassDataError(
