@@ -1,7 +1,7 @@
 """Accepting data the ways users hold it, and streaming it in fixed-size batches.
 
-``data`` may be an ``(inputs, labels)`` pair of tensors or arrays, a bare inputs tensor, a
-``Dataset`` (items ``(x, y)`` or ``x``), a ``DataLoader``, or any iterable of batches — ``(x, y)``
+``data`` may be an ``(inputs, labels)`` pair of tensors or arrays (the inputs may also be a
+map-style ``Dataset`` of single inputs, read on access), a bare inputs tensor, a ``Dataset`` (items ``(x, y)`` or ``x``), a ``DataLoader``, or any iterable of batches — ``(x, y)``
 pairs, bare ``x`` tensors or dicts with an ``inputs``/``input_ids``/``x`` key. :func:`stream`
 turns any of them into a :class:`DataStream` that yields ``(inputs, labels)`` batches of exactly
 ``batch_size`` samples (the last may be shorter), whatever the batching of the source. Results
@@ -55,6 +55,25 @@ def _split(batch: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
         y = _as_tensor(batch[1], "labels") if len(batch) > 1 and batch[1] is not None else None
         return x, y
     return _as_tensor(batch, "inputs"), None
+
+
+class _Zip(Dataset):
+    """``(inputs[i], labels[i])`` items from a map-style Dataset of inputs and a label tensor."""
+
+    def __init__(self, inputs: Any, labels: torch.Tensor) -> None:
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int):
+        return self.inputs[i], self.labels[i]
+
+
+def _is_lazy_pair(data: Any) -> bool:
+    """``(Dataset of inputs, labels)``: inputs read on access, labels in memory."""
+    return (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Dataset)
+            and hasattr(data[0], "__len__") and (data[1] is None or isinstance(data[1], (torch.Tensor, np.ndarray))))
 
 
 def _is_pair(data: Any) -> bool:
@@ -127,6 +146,14 @@ class DataStream:
             return lambda: iter(DataLoader(data, batch_size=size))
         if isinstance(data, Dataset):
             return lambda: iter(DataLoader(data, batch_size=size, shuffle=False))
+        if _is_lazy_pair(data):
+            inputs, labels = data
+            if labels is None:
+                return lambda: iter(DataLoader(inputs, batch_size=size, shuffle=False))
+            labels = _as_tensor(labels, f"{self.name} labels").flatten()
+            if len(labels) != len(inputs):
+                raise InputShapeError(f"inputs hold {len(inputs)} samples but labels hold {len(labels)}")
+            return lambda: iter(DataLoader(_Zip(inputs, labels), batch_size=size, shuffle=False))
         if _is_pair(data):
             xs = _as_tensor(data[0], f"{self.name} inputs")
             ys = None if data[1] is None else _as_tensor(data[1], f"{self.name} labels").flatten()
