@@ -174,7 +174,7 @@ def validate_config(cfg: dict) -> None:
             raise InputShapeError(f"unknown {what}: {bad}; accepted: {listing}")
 
 
-def _stream_data(model, data: Any, max_samples: Optional[int], keep: int):
+def _stream_data(model, data: Any, max_samples: Optional[int], keep: int, batch_size: int):
     """One pass over ``data``: the first ``keep`` samples whole, every sample's outcome as numbers.
 
     Returns ``(x, y, n, outcomes, probs)``: the kept inputs and labels, the number of samples
@@ -187,7 +187,7 @@ def _stream_data(model, data: Any, max_samples: Optional[int], keep: int):
         keep = min(keep, max_samples)
     xs, ys, probs, preds, confs, labels = [], [], [], [], [], []
     kept = n = 0
-    for x, y in stream(data, 256, max_samples=max_samples, name="data"):
+    for x, y in stream(data, batch_size, max_samples=max_samples, name="data"):
         model.check_inputs(x, name="data")
         p = torch.softmax(model.logits(x), dim=1)  # a model that cannot run on the data fails here, once
         if y is not None:
@@ -228,6 +228,7 @@ def build_report(
     history: Union[str, os.PathLike, None] = None,
     masks: Any = None,
     keep_samples: int = 256,
+    batch_size: int = 256,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
@@ -257,6 +258,7 @@ def build_report(
         history: a folder ``reports.Monitor`` wrote; adds the "Training" section.
         max_samples: samples evaluated (``None``: the whole data set, streamed).
         keep_samples: samples kept in memory for the input-level sections (the first ones read).
+        batch_size: samples per streamed batch (source batches are split or joined to this size).
         masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
             with ``data``; the trust section then reports pointing game and relevance mass.
 
@@ -278,7 +280,7 @@ def build_report(
     if out is not None:
         check_output(out, force)  # fail before the work, not after it
     start = time.perf_counter()
-    x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples)
+    x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples, batch_size)
     ood_x = None
     if ood_data is not None:
         ood_x, _ = collect(ood_data, max_samples=len(x), name="ood_data")

@@ -163,8 +163,9 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         start = time.perf_counter()
         spec = DETECTOR_SPECS[name]
         try:
-            det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})}).fit(wrapper, fit_pair)
-            s_in, s_out = det.score_data(x_test), det.score_data(out_s)
+            det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})})
+            det.fit(wrapper, fit_pair, batch_size=batch_size)
+            s_in, s_out = det.score_data(x_test, batch_size), det.score_data(out_s, batch_size)
         except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError, EmptyDataError,
                 SinglePassDataError):
             raise  # bad input, not a detector that cannot run on this model
