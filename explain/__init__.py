@@ -10,7 +10,7 @@ Example:
 from . import errors
 from .attention import AttentionMaps, attention
 from .attribution import Attribution
-from .data import collect, iter_batches
+from .data import collect, iter_batches, stream
 from .hf import encode_texts, load_hf
 from .dataset_examples import dataset_examples
 from .feature_results import DatasetExamples, FeatureVisualization
@@ -51,6 +51,7 @@ __all__ = [
     "encode_texts",
     "iter_batches",
     "collect",
+    "stream",
     "errors",
     "EXPLAINERS",
     "available_explainers",

@@ -1,16 +1,33 @@
-"""Accepting data the ways users hold it: ``(inputs, labels)`` tensors, a ``Dataset`` or a ``DataLoader``."""
+"""Accepting data the ways users hold it, and streaming it in fixed-size batches.
+
+``data`` may be an ``(inputs, labels)`` pair of tensors or arrays (the inputs may also be a
+map-style ``Dataset`` of single inputs, read on access), a bare inputs tensor, a ``Dataset`` (items ``(x, y)`` or ``x``), a ``DataLoader``, or any iterable of batches — ``(x, y)``
+pairs, bare ``x`` tensors or dicts with an ``inputs``/``input_ids``/``x`` key. :func:`stream`
+turns any of them into a :class:`DataStream` that yields ``(inputs, labels)`` batches of exactly
+``batch_size`` samples (the last may be shorter), whatever the batching of the source. Results
+computed batch by batch therefore do not depend on how the user batched the data: a
+``DataLoader`` with batch size 7 gives the same batches, and so the same numbers, as tensors.
+
+Only one source batch plus one output batch is held at a time; nothing concatenates the data set.
+
+Example:
+    >>> s = stream(DataLoader(ds, batch_size=7), batch_size=256)   # doctest: +SKIP
+    >>> for x, y in s: ...                                        # batches of 256
+"""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .errors import EmptyDataError, InputShapeError
+from .errors import EmptyDataError, InputShapeError, SinglePassDataError
 
-__all__ = ["iter_batches", "collect"]
+__all__ = ["DataStream", "stream", "iter_batches", "collect", "is_reiterable"]
+
+Batch = Tuple[torch.Tensor, Optional[torch.Tensor]]
 
 
 def _as_tensor(v: Any, what: str) -> torch.Tensor:
@@ -40,57 +57,324 @@ def _split(batch: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     return _as_tensor(batch, "inputs"), None
 
 
-def iter_batches(data: Any, batch_size: int = 256) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
-    """Yield ``(inputs, labels)`` batches (labels may be ``None``) from any supported data form.
+class _Zip(Dataset):
+    """``(inputs[i], labels[i])`` items from a map-style Dataset of inputs and a label tensor."""
 
-    ``data`` is an ``(inputs, labels)`` pair of tensors/arrays, a bare inputs tensor, a ``Dataset``
-    of ``(x, y)`` items, or a ``DataLoader``.
+    def __init__(self, inputs: Any, labels: torch.Tensor) -> None:
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int):
+        return self.inputs[i], self.labels[i]
+
+
+def _is_lazy_pair(data: Any) -> bool:
+    """``(Dataset of inputs, labels)``: inputs read on access, labels in memory."""
+    return (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Dataset)
+            and hasattr(data[0], "__len__") and (data[1] is None or isinstance(data[1], (torch.Tensor, np.ndarray))))
+
+
+def _is_pair(data: Any) -> bool:
+    """``(inputs, labels)`` rather than a list of two batches: labels are one value per sample."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        return False
+    a, b = data
+    if not isinstance(a, (torch.Tensor, np.ndarray)):
+        return False
+    if isinstance(b, (torch.Tensor, np.ndarray)):
+        # two input batches share a rank ≥ 2; labels are N or N×1
+        return not (b.ndim >= 2 and b.ndim == a.ndim and tuple(b.shape[1:]) != (1,))
+    return True
+
+
+def _slices(xs: torch.Tensor, ys: Optional[torch.Tensor], size: int) -> Callable[[], Iterator]:
+    return lambda: ((xs[i:i + size], None if ys is None else ys[i:i + size]) for i in range(0, len(xs), size))
+
+
+def is_reiterable(data: Any) -> bool:
+    """True unless ``data`` is a one-shot iterator (``iter(data) is data``, e.g. a generator)."""
+    try:
+        return iter(data) is not data
+    except TypeError:
+        return True  # not iterable at all: stream() reports that
+
+
+class DataStream:
+    """Data as ``(inputs, labels)`` batches of exactly ``batch_size`` samples (labels may be ``None``).
+
+    Each ``for`` loop over the stream is one pass over the data. Tensors, Datasets, DataLoaders and
+    lists can be passed over any number of times; a one-shot iterator (a generator) only once, and
+    a second pass raises :class:`~explain.errors.SinglePassDataError`.
+
+    Attributes:
+        batch_size: samples per yielded batch (the last may be shorter).
+        max_samples: stop after this many samples (``None``: all).
+        name: what the data is called in error messages (``"data"``, ``"ood_data"``, ...).
+        reiterable: whether the stream can be passed over more than once.
+        n_seen: samples yielded by the last complete pass (``None`` before one).
+    """
+
+    def __init__(self, data: Any, batch_size: int = 256, *, max_samples: Optional[int] = None,
+                 name: str = "data") -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputShapeError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int)
+                                        or max_samples < 1):
+            raise InputShapeError(f"max_samples must be a positive integer or None, got {max_samples!r}")
+        self.batch_size = batch_size
+        self.max_samples = max_samples
+        self.name = name
+        self.n_seen: Optional[int] = None
+        self._passes = 0
+        self.reiterable = True
+        self._source = self._make_source(data)
+
+    def __repr__(self) -> str:
+        return (f"DataStream(batch_size={self.batch_size}, max_samples={self.max_samples}, name={self.name!r}, "
+                f"reiterable={self.reiterable})")
+
+    def _make_source(self, data: Any) -> Callable[[], Iterator]:
+        size = self.batch_size
+        if isinstance(data, DataStream):
+            self.reiterable = data.reiterable
+            return lambda: iter(data)
+        if isinstance(data, DataLoader):
+            return lambda: iter(data)
+        if isinstance(data, IterableDataset):
+            return lambda: iter(DataLoader(data, batch_size=size))
+        if isinstance(data, Dataset):
+            return lambda: iter(DataLoader(data, batch_size=size, shuffle=False))
+        if _is_lazy_pair(data):
+            inputs, labels = data
+            if labels is None:
+                return lambda: iter(DataLoader(inputs, batch_size=size, shuffle=False))
+            labels = _as_tensor(labels, f"{self.name} labels").flatten()
+            if len(labels) != len(inputs):
+                raise InputShapeError(f"inputs hold {len(inputs)} samples but labels hold {len(labels)}")
+            return lambda: iter(DataLoader(_Zip(inputs, labels), batch_size=size, shuffle=False))
+        if _is_pair(data):
+            xs = _as_tensor(data[0], f"{self.name} inputs")
+            ys = None if data[1] is None else _as_tensor(data[1], f"{self.name} labels").flatten()
+            if ys is not None and len(ys) != len(xs):
+                raise InputShapeError(f"inputs hold {len(xs)} samples but labels hold {len(ys)}")
+            return _slices(xs, ys, size)
+        if isinstance(data, (torch.Tensor, np.ndarray)):
+            return _slices(_as_tensor(data, f"{self.name} inputs"), None, size)
+        if isinstance(data, dict):
+            return lambda: iter([data])
+        if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
+            raise InputShapeError(
+                f"{self.name}: expected an (inputs, labels) pair, a tensor, a Dataset, a DataLoader or an iterable "
+                f"of (inputs, labels) batches, got {type(data).__name__}")
+        if not is_reiterable(data):
+            self.reiterable = False
+            return lambda: data
+        return lambda: iter(data)
+
+    def require_passes(self, passes: int, what: str) -> "DataStream":
+        """Fail now, with advice, when ``what`` must read the data ``passes`` times and cannot.
+
+        Raises:
+            SinglePassDataError: ``passes > 1`` on a one-shot iterator.
+        """
+        if passes > 1 and not self.reiterable:
+            raise SinglePassDataError(
+                f"{what} reads {self.name} {passes} times, but it arrived as a one-shot iterator "
+                f"({type(self).__name__} over a generator) that can be read only once; pass a DataLoader, a Dataset "
+                "or a list of batches instead")
+        return self
+
+    def select(self, indices: Any) -> "DataStream":
+        """The samples at ``indices`` (positions in this stream, any order; kept in stream order).
+
+        The result is a stream too: each pass reads this stream once and keeps the chosen samples,
+        in batches of ``batch_size``.
+
+        Shape:
+            indices: ``K`` (``LongTensor`` or a list of ints).
+        """
+        keep = torch.zeros(0, dtype=torch.bool)
+        idx = torch.as_tensor(indices, dtype=torch.long).flatten()
+        if len(idx):
+            keep = torch.zeros(int(idx.max()) + 1, dtype=torch.bool)
+            keep[idx] = True
+        parent = self
+
+        class _Selected:
+            def __iter__(self):
+                start = 0
+                for x, y in parent:
+                    m = keep[start:start + len(x)]
+                    start += len(x)
+                    if m.any():
+                        m = torch.cat([m, torch.zeros(len(x) - len(m), dtype=torch.bool)]) if len(m) < len(x) else m
+                        yield x[m], None if y is None else y[m]
+                    if start >= len(keep):
+                        break
+
+        out = DataStream(_Selected(), self.batch_size, name=self.name)
+        out.reiterable = self.reiterable
+        return out
+
+    def __iter__(self) -> Iterator[Batch]:
+        if not self.reiterable and self._passes >= 1:
+            raise SinglePassDataError(
+                f"{self.name} arrived as a one-shot iterator (a generator) and was already read once; pass a "
+                "DataLoader, a Dataset or a list of batches, which can be read again")
+        self._passes += 1
+        return self._batches()
+
+    def _check(self, i: int, x: torch.Tensor, y: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        where = f"{self.name}, batch {i}"
+        if x.dim() == 0:
+            raise InputShapeError(f"{where}: inputs need a leading batch dimension, got a single number; each item "
+                                  "of the iterable must be a batch (inputs, labels) with inputs shaped N×…")
+        if y is None:
+            return None
+        if y.dim() > 1 and not (y.dim() == 2 and y.shape[1] == 1):
+            raise InputShapeError(f"{where}: expected one class label per sample (shape N), got labels shaped "
+                                  f"{tuple(y.shape)}")
+        y = y.flatten()
+        if len(y) != len(x):
+            raise InputShapeError(f"{where}: {len(x)} inputs but {len(y)} labels; each batch needs one label per input")
+        if y.is_floating_point() and not torch.equal(y, y.round()):
+            raise InputShapeError(f"{where}: labels must be class indices (integers), got fractional values")
+        return y.long()
+
+    def _batches(self) -> Iterator[Batch]:
+        size, limit = self.batch_size, self.max_samples
+        pend_x: List[torch.Tensor] = []
+        pend_y: List[Optional[torch.Tensor]] = []
+        pending = seen = 0
+        shape: Optional[tuple] = None
+        dtype = None
+        labelled: Optional[bool] = None
+
+        def flush(final: bool):
+            nonlocal pend_x, pend_y, pending
+            if not pend_x:
+                return
+            x = pend_x[0] if len(pend_x) == 1 else torch.cat(pend_x)
+            y = None if pend_y[0] is None else (pend_y[0] if len(pend_y) == 1 else torch.cat(pend_y))  # type: ignore[arg-type]
+            stop = (len(x) // size) * size if not final else len(x)
+            for a in range(0, stop, size):
+                yield x[a:a + size], None if y is None else y[a:a + size]
+            rest = len(x) - stop
+            pend_x = [x[stop:]] if rest else []
+            pend_y = [None if y is None else y[stop:]] if rest else []
+            pending = rest
+
+        for i, batch in enumerate(self._source()):
+            x, y = _split(batch)
+            y = self._check(i, x, y)
+            if len(x) == 0:
+                continue
+            if labelled is None:
+                labelled = y is not None
+            elif labelled != (y is not None):
+                raise InputShapeError(f"{self.name}, batch {i}: {'has' if y is not None else 'lacks'} labels but earlier "
+                                      "batches did not; give labels with every batch or with none")
+            per = tuple(x.shape[1:])
+            if shape is not None and per != shape:
+                if len(per) != len(shape) or per[1:] != shape[1:]:
+                    raise InputShapeError(f"{self.name}, batch {i}: samples shaped {per} but earlier batches held "
+                                          f"samples shaped {shape}; every sample must have the same shape (only "
+                                          "the length, dimension 1 of a sequence, may change between batches)")
+            if shape is not None and (per != shape or x.dtype != dtype):
+                yield from flush(final=True)  # lengths changed: batches never mix them
+            shape, dtype = per, x.dtype
+            if limit is not None and seen + len(x) > limit:
+                x = x[:limit - seen]
+                y = None if y is None else y[:limit - seen]
+            seen += len(x)
+            if pending == 0 and len(x) == size:
+                yield x, y  # already aligned: no copy
+            else:
+                pend_x.append(x)
+                pend_y.append(y)
+                pending += len(x)
+                if pending >= size:
+                    yield from flush(final=False)
+            if limit is not None and seen >= limit:
+                break
+        yield from flush(final=True)
+        if seen == 0:
+            raise EmptyDataError(f"{self.name} holds no samples")
+        self.n_seen = seen
+
+
+def stream(data: Any, batch_size: int = 256, *, max_samples: Optional[int] = None, passes: int = 1,
+           name: str = "data") -> DataStream:
+    """``data`` in any supported form as a :class:`DataStream` of fixed-size batches.
+
+    Args:
+        data: an ``(inputs, labels)`` pair, an inputs tensor/array, a ``Dataset``, a ``DataLoader``, or
+            any iterable of batches (``(x, y)``, bare ``x`` or dicts).
+        batch_size: samples per yielded batch; source batches are split or joined to this size.
+        max_samples: read at most this many samples (``None``: all).
+        passes: how many times the caller will read the data; more than one on a one-shot
+            iterator raises at once instead of silently seeing no data on the second pass.
+        name: the data's name in error messages.
+
+    Returns:
+        A re-iterable (unless built on a one-shot iterator) ``DataStream``.
+
+    Raises:
+        InputShapeError: a form that is not data, a bad ``batch_size``/``max_samples``; while
+            iterating, a batch without a batch dimension, labels that are not one class index per
+            sample, samples whose shape changes, or labels on some batches only.
+        EmptyDataError: while iterating, when no sample is found.
+        SinglePassDataError: ``passes > 1`` on a one-shot iterator, or a second pass over one.
+
+    Shape:
+        yielded inputs: ``B×…`` with ``B ≤ batch_size``; labels: ``B`` (``LongTensor``) or ``None``.
+
+    Example:
+        >>> s = stream((torch.zeros(10, 3), torch.zeros(10)), batch_size=4)
+        >>> [len(x) for x, _ in s]
+        [4, 4, 2]
+    """
+    return DataStream(data, batch_size, max_samples=max_samples, name=name).require_passes(
+        passes, f"this call ({passes} passes)")
+
+
+def iter_batches(data: Any, batch_size: int = 256, *, name: str = "data") -> Iterator[Batch]:
+    """Yield ``(inputs, labels)`` batches (labels may be ``None``) of ``batch_size`` samples: one pass of
+    :func:`stream`.
 
     Raises:
         EmptyDataError: when no sample is found.
-        InputShapeError: when inputs and labels disagree in length.
+        InputShapeError: when inputs and labels disagree in length, or ``data`` is not data.
+
+    Example:
+        >>> [len(x) for x, _ in iter_batches(torch.zeros(5, 2), batch_size=2)]
+        [2, 2, 1]
     """
-    seen = 0
-    if isinstance(data, DataLoader):
-        source: Any = data
-    elif isinstance(data, Dataset):
-        source = DataLoader(data, batch_size=batch_size, shuffle=False)
-    elif isinstance(data, (tuple, list)) and len(data) == 2 and not isinstance(data[0], (int, float)):
-        xs = _as_tensor(data[0], "inputs")
-        ys = None if data[1] is None else _as_tensor(data[1], "labels").flatten()
-        if ys is not None and len(ys) != len(xs):
-            raise InputShapeError(f"inputs hold {len(xs)} samples but labels hold {len(ys)}")
-        source = ((xs[i:i + batch_size], None if ys is None else ys[i:i + batch_size])
-                  for i in range(0, len(xs), batch_size))
-    elif isinstance(data, (torch.Tensor, np.ndarray)):
-        xs = _as_tensor(data, "inputs")
-        source = ((xs[i:i + batch_size], None) for i in range(0, len(xs), batch_size))
-    else:
-        raise InputShapeError(
-            f"data: expected an (inputs, labels) pair, a tensor, a Dataset or a DataLoader, got {type(data).__name__}")
-    for batch in source:
-        x, y = _split(batch)
-        if len(x) == 0:
-            continue
-        seen += len(x)
-        yield x, (None if y is None else y.long().flatten())
-    if seen == 0:
-        raise EmptyDataError("data holds no samples")
+    return iter(DataStream(data, batch_size, name=name))
 
 
-def collect(data: Any, max_samples: Optional[int] = None, batch_size: int = 256) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """All (or the first ``max_samples``) inputs and labels of ``data`` as two tensors."""
+def collect(data: Any, max_samples: Optional[int] = None, batch_size: int = 256,
+            *, name: str = "data") -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """All (or the first ``max_samples``) inputs and labels of ``data`` as two tensors.
+
+    Only the first ``max_samples`` are read from a stream, so this is also how to take a bounded
+    head of a large data set.
+
+    Raises:
+        EmptyDataError: when no sample is found.
+        InputShapeError: see :func:`stream`.
+
+    Example:
+        >>> x, y = collect((torch.zeros(10, 3), torch.arange(10)), max_samples=4)
+        >>> x.shape, y.tolist()
+        (torch.Size([4, 3]), [0, 1, 2, 3])
+    """
     xs, ys = [], []
-    n = 0
-    for x, y in iter_batches(data, batch_size):
+    for x, y in DataStream(data, batch_size, max_samples=max_samples, name=name):
         xs.append(x)
         ys.append(y)
-        n += len(x)
-        if max_samples is not None and n >= max_samples:
-            break
-    x = torch.cat(xs)
-    y = None if any(v is None for v in ys) else torch.cat(ys)
-    if max_samples is not None:
-        x = x[:max_samples]
-        y = None if y is None else y[:max_samples]
+    x = xs[0] if len(xs) == 1 else torch.cat(xs)
+    y = None if ys[0] is None else (ys[0] if len(ys) == 1 else torch.cat(ys))  # type: ignore[arg-type]
     return x, y

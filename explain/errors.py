@@ -15,6 +15,7 @@ all, and each also derives from the matching built-in exception so existing hand
     ├── OutOfMemoryError(ToolkitError, RuntimeError)    even a batch of one does not fit
     ├── ModelCallError(ToolkitError, RuntimeError)      the model's own forward pass raised on the input
     ├── OutputExistsError(ToolkitError, FileExistsError)  a report's ``out`` holds files that are not a report
+    ├── SinglePassDataError(ToolkitError, TypeError)    a one-shot iterator where two passes are needed
     └── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
 
 Messages say what was expected, what arrived and, where possible, what to do.
@@ -35,6 +36,7 @@ __all__ = [
     "OutOfMemoryError",
     "ModelCallError",
     "OutputExistsError",
+    "SinglePassDataError",
     "OptionalDependencyError",
 ]
 
@@ -95,6 +97,13 @@ class OutputExistsError(ToolkitError, FileExistsError):
 
     Pass a new or empty folder, an earlier report's folder, or ``force=True`` (``--force``) to write the
     report's own files into the folder without deleting anything else.
+    """
+
+
+class SinglePassDataError(ToolkitError, TypeError):
+    """A one-shot iterator (a generator) was given where the data must be read more than once.
+
+    Pass a ``DataLoader``, a ``Dataset`` or a list of batches, which can be iterated again.
     """
 
 

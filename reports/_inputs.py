@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -13,6 +14,26 @@ import torch
 from explain.errors import EmptyDataError, InputShapeError, ModelLoadError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def image_folder_files(path: Path) -> Tuple[List[Path], torch.Tensor, List[str]]:
+    """The image files of a class-folder tree, their labels and the class names (nothing is decoded).
+
+    Raises:
+        EmptyDataError: no class folders, or no images in them.
+    """
+    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise EmptyDataError(f"{path}: expected one sub-folder per class with images inside, found none")
+    files, ys = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(file)
+                ys.append(label)
+    if not files:
+        raise EmptyDataError(f"{path}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return files, torch.tensor(ys), classes
 
 
 def load_image_folder(path: Path, channels: int = 3, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
@@ -58,29 +79,52 @@ def _pick(mapping, keys, what, path):
     raise InputShapeError(f"{path}: expected an array named one of {keys}, found {sorted(mapping)}")
 
 
-def load_tensor_file(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """``.pt`` (a tensor, an ``(x, y)`` pair or a dict with ``x``/``y``) or ``.npz`` (arrays ``x``/``y``)."""
+def load_tensor_file(path: Path, lazy: bool = False) -> Tuple[Any, Optional[torch.Tensor]]:
+    """``.pt`` (a tensor, an ``(x, y)`` pair or a dict with ``x``/``y``) or ``.npz`` (arrays ``x``/``y``).
+
+    With ``lazy`` the inputs stay on disk where the file allows it — an uncompressed ``.npz`` is
+    memory-mapped, a ``.pt`` file is loaded with ``mmap=True`` — and come back as
+    :class:`reports._lazy.LazyInputs`; labels are always read into memory.
+    """
+    from ._lazy import array_inputs, npz_memmap
+
     if path.suffix == ".npz":
         try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as error:
+            arrays = npz_memmap(path)
+            if arrays is None:
+                with np.load(path, allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, zipfile.BadZipFile) as error:
             raise InputShapeError(f"{path}: not a readable .npz file ({error})") from error
         x = _pick(arrays, ("x", "inputs", "input_ids", "X"), "inputs", path)
         y = _pick(arrays, ("y", "labels", "targets", "Y"), "labels", path)
-        return torch.from_numpy(np.asarray(x)), None if y is None else torch.from_numpy(np.asarray(y)).long()
+        y = None if y is None else torch.from_numpy(np.array(y)).long()
+        if lazy and isinstance(x, np.memmap) and x.ndim >= 2 and len(x):
+            return array_inputs(x, str(path)), y
+        return torch.from_numpy(np.array(x)), y
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=lazy)
+        except RuntimeError:
+            if not lazy:
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # a legacy file cannot be mapped
     except Exception as error:  # noqa: BLE001 - any unreadable file becomes one message
         raise InputShapeError(f"{path}: not a readable tensor file ({str(error).splitlines()[0]})") from error
     if isinstance(obj, torch.Tensor):
-        return obj, None
-    if isinstance(obj, (tuple, list)) and len(obj) == 2:
-        return torch.as_tensor(obj[0]), torch.as_tensor(obj[1]).long()
-    if isinstance(obj, dict):
-        x = _pick(obj, ("x", "inputs", "input_ids", "X"), "inputs", path)
+        x, y = obj, None
+    elif isinstance(obj, (tuple, list)) and len(obj) == 2:
+        x, y = torch.as_tensor(obj[0]), torch.as_tensor(obj[1]).long().clone()
+    elif isinstance(obj, dict):
+        x = torch.as_tensor(_pick(obj, ("x", "inputs", "input_ids", "X"), "inputs", path))
         y = _pick(obj, ("y", "labels", "targets", "Y"), "labels", path)
-        return torch.as_tensor(x), None if y is None else torch.as_tensor(y).long()
+        y = None if y is None else torch.as_tensor(y).long().clone()
+    else:
+        x = None
+    if x is not None:
+        if lazy and x.dim() >= 2 and len(x):
+            return array_inputs(x, str(path)), y
+        return (x.clone() if lazy else x), y
     raise InputShapeError(f"{path}: expected a tensor, an (x, y) pair or a dict with 'x' and 'y'")
 
 
@@ -118,6 +162,49 @@ def load_series_csv(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
             raise InputShapeError(f"{path}, line {n}: not a number ({error})") from error
         xs.append(values)
     return torch.tensor(xs).unsqueeze(-1), (torch.tensor(ys) if ys else None)
+
+
+def series_csv_inputs(path: Path):
+    """A one-series-per-row CSV read in one streaming pass: every row is checked and its byte offset
+    and label kept; the values are parsed again only when a series is asked for.
+
+    Returns ``(LazyInputs, labels or None)``, or ``None`` for the long (``sample_id``) layout,
+    which :func:`load_series_csv` reads whole.
+
+    Raises:
+        EmptyDataError, InputShapeError: as :func:`load_series_csv`.
+    """
+    from ._lazy import csv_row_inputs
+
+    offsets, ys = [], []
+    header: Optional[List[str]] = None
+    label_col = None
+    with open(path, "rb") as fh:
+        line_no, pos = 0, 0
+        for raw in fh:
+            line_no += 1
+            start, pos = pos, pos + len(raw)
+            row = next(csv.reader([raw.decode("utf-8")]), [])
+            if not any(v.strip() for v in row):
+                continue
+            if header is None:
+                header = [h.strip() for h in row]
+                if "sample_id" in header:
+                    return None
+                label_col = header.index("label") if "label" in header else None
+                continue
+            if len(row) != len(header):
+                raise InputShapeError(f"{path}, line {line_no}: {len(row)} values for {len(header)} columns")
+            try:
+                [float(v) for i, v in enumerate(row) if i != label_col]
+                if label_col is not None:
+                    ys.append(int(float(row[label_col])))
+            except ValueError as error:
+                raise InputShapeError(f"{path}, line {line_no}: not a number ({error})") from error
+            offsets.append(start)
+    if header is None or not offsets:
+        raise EmptyDataError(f"{path}: expected a header line and at least one series")
+    return csv_row_inputs(path, offsets, label_col, len(header)), (torch.tensor(ys) if ys else None)
 
 
 def _long_series(path: Path, header: List[str], body: List[List[str]]) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -210,7 +297,7 @@ def infer_kind(path_str: str) -> Optional[str]:
     if path.suffix == ".csv":
         return "tokens" if _is_text_csv(path) else "series"
     if path.suffix in (".pt", ".pth", ".npz") and path.is_file():
-        x, _ = load_tensor_file(path)
+        x, _ = load_tensor_file(path, lazy=True)
         if not x.dtype.is_floating_point and x.dim() == 2:
             return "tokens"
         if x.dtype.is_floating_point and x.dim() == 4:
@@ -221,7 +308,12 @@ def infer_kind(path_str: str) -> Optional[str]:
 
 
 def load_data(path_str: str, kind: str, channels: int = 3, size: Optional[int] = None):
-    """Inputs, labels and (image folders) class names from a path (text files: see :func:`load_texts`)."""
+    """Inputs, labels and (image folders) class names from a path (text files: see :func:`load_texts`).
+
+    Images, series and uncompressed ``.npz``/``.pt`` arrays come back as lazy inputs
+    (:class:`reports._lazy.LazyInputs`: read on access, sliceable into tensors), so a report streams
+    them; token ids and long-format series CSVs are read whole. Labels are always in memory.
+    """
     path = Path(path_str)
     if not path.exists():
         raise InputShapeError(f"data path {path_str!r} does not exist")
@@ -229,15 +321,23 @@ def load_data(path_str: str, kind: str, channels: int = 3, size: Optional[int] =
         if kind != "image":
             raise InputShapeError(f"{path_str} is a folder; folders are read as images in class sub-folders, "
                                   f"but --kind is {kind!r}; give a .pt/.npz (or .csv for series) file")
-        return load_image_folder(path, channels=channels, size=size)
+        from ._lazy import image_folder_inputs
+        files, ys, classes = image_folder_files(path)
+        return image_folder_inputs(path, files, channels, size), ys, classes
     if path.suffix == ".txt" or (path.suffix == ".csv" and _is_text_csv(path)):
         raise InputShapeError(f"{path_str} holds texts; texts need the tokenizer saved beside a Hugging Face "
                               "model (--model hf:DIR), or give token ids in a .pt/.npz file")
     if path.suffix == ".csv":
-        x, y = load_series_csv(path)
+        lazy = series_csv_inputs(path)
+        x, y = lazy if lazy is not None else load_series_csv(path)
         return x, y, None
     if path.suffix in (".pt", ".pth", ".npz"):
-        x, y = load_tensor_file(path)
+        x, y = load_tensor_file(path, lazy=kind != "tokens")
+        if not isinstance(x, torch.Tensor):
+            if not x.dtype.is_floating_point:
+                x.load = (lambda load: lambda i: load(i).float())(x.load)
+                x.dtype = torch.float32
+            return x, y, None
         if kind == "tokens":
             x = x.long()
         elif x.dtype.is_floating_point is False:

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
 
+import torch
+
 import explain
 from explain.attribution import jsonable
-from explain.data import collect
-from explain.errors import EmptyDataError, InputShapeError
+from explain.data import collect, stream
+from explain.errors import InputShapeError
 
 from . import html
 from ._save import FIGURES_DIR, check_output, write_report
@@ -172,6 +174,41 @@ def validate_config(cfg: dict) -> None:
             raise InputShapeError(f"unknown {what}: {bad}; accepted: {listing}")
 
 
+def _stream_data(model, data: Any, max_samples: Optional[int], keep: int, batch_size: int):
+    """One pass over ``data``: the first ``keep`` samples whole, every sample's outcome as numbers.
+
+    Returns ``(x, y, n, outcomes, probs)``: the kept inputs and labels, the number of samples
+    read, ``{"y", "pred", "conf"}`` per sample (``y`` is ``None`` without labels) and the class
+    probabilities of the kept samples.
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise InputShapeError(f"keep_samples must be a positive integer, got {keep!r}")
+    if max_samples is not None:
+        keep = min(keep, max_samples)
+    xs, ys, probs, preds, confs, labels = [], [], [], [], [], []
+    kept = n = 0
+    for x, y in stream(data, batch_size, max_samples=max_samples, name="data"):
+        model.check_inputs(x, name="data")
+        p = torch.softmax(model.logits(x), dim=1)  # a model that cannot run on the data fails here, once
+        if y is not None:
+            y = model.check_labels(y, x, name="labels")
+        conf, pred = p.max(dim=1)
+        preds.append(pred)
+        confs.append(conf)
+        labels.append(y)
+        if kept < keep:
+            take = min(keep - kept, len(x))
+            xs.append(x[:take])
+            ys.append(None if y is None else y[:take])
+            probs.append(p[:take])
+            kept += take
+        n += len(x)
+    cat = lambda parts: parts[0] if len(parts) == 1 else torch.cat(parts)  # noqa: E731
+    y_all = None if labels[0] is None else cat(labels)
+    outcomes = {"y": y_all, "pred": cat(preds), "conf": cat(confs)}
+    return cat(xs), (None if ys[0] is None else cat(ys)), n, outcomes, cat(probs)
+
+
 def build_report(
     model: explain.ModelWrapper,
     data: Any,
@@ -181,7 +218,7 @@ def build_report(
     methods: Sequence[str] = ("gradcam", "occlusion", "lime", "shap", "integrated_gradients"),
     sections: Optional[Iterable[str]] = None,
     config: Optional[dict] = None,
-    max_samples: int = 256,
+    max_samples: Optional[int] = 256,
     samples: int = 6,
     seed: int = 0,
     vocab: Optional[List[str]] = None,
@@ -190,12 +227,19 @@ def build_report(
     force: bool = False,
     history: Union[str, os.PathLike, None] = None,
     masks: Any = None,
+    keep_samples: int = 256,
+    batch_size: int = 256,
 ) -> Report:
     """Build the audit report for ``model`` on ``data`` and, with ``out``, save it there.
 
     Args:
         model: an ``explain.ModelWrapper``.
-        data: ``(inputs, labels)``, a ``Dataset`` or a ``DataLoader``; the first ``max_samples`` are used.
+        data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of ``(inputs, labels)``
+            batches (a generator works: the data is read once). It is streamed in batches: the
+            performance metrics cover the first ``max_samples`` samples (all with ``None``) while
+            only per-sample outcomes (label, prediction, confidence) are kept, and the first
+            ``keep_samples`` of them are kept whole for the sections that need inputs
+            (explanations, attacks, corruptions, OOD detection, verification, trust).
         ood_data: out-of-distribution inputs for the OOD section (optional).
         out: folder to write ``index.html``, ``figures/`` and ``summary.json`` into: a new path, an
             empty folder or an earlier report's folder (its own files are replaced, every other file
@@ -212,6 +256,9 @@ def build_report(
         force: with ``out``, also write into a non-empty folder that is not an earlier report (only
             the report's own files are written; nothing else is touched or deleted).
         history: a folder ``reports.Monitor`` wrote; adds the "Training" section.
+        max_samples: samples evaluated (``None``: the whole data set, streamed).
+        keep_samples: samples kept in memory for the input-level sections (the first ones read).
+        batch_size: samples per streamed batch (source batches are split or joined to this size).
         masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
             with ``data``; the trust section then reports pointing game and relevance mass.
 
@@ -220,7 +267,8 @@ def build_report(
 
     Raises:
         OutputExistsError: ``out`` is a file, or a non-empty folder that is not a report (without ``force``).
-        InputShapeError, InputValueError, EmptyDataError: bad data, or labels outside the model's classes.
+        InputShapeError, InputValueError, EmptyDataError: bad data (also batches of the wrong form or an
+            empty data set), or labels outside the model's classes.
         UnsupportedModelError: ``class_names`` does not match the model's number of outputs.
         ModelCallError: the model's forward pass fails on the data.
 
@@ -232,14 +280,10 @@ def build_report(
     if out is not None:
         check_output(out, force)  # fail before the work, not after it
     start = time.perf_counter()
-    x, y = collect(data, max_samples=max_samples)
-    model.check_inputs(x, name="data")
-    model.logits(x[:1])  # a model that cannot run on the data, or wrong class_names, fails here, not per section
-    if y is not None:
-        y = model.check_labels(y, x, name="labels")
+    x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples, batch_size)
     ood_x = None
     if ood_data is not None:
-        ood_x, _ = collect(ood_data, max_samples=max_samples)
+        ood_x, _ = collect(ood_data, max_samples=len(x), name="ood_data")
         model.check_inputs(ood_x, name="ood_data")
         if tuple(ood_x.shape[1:]) != tuple(x.shape[1:]) and model.input_kind == "image":
             raise InputShapeError(f"ood_data samples have shape {tuple(ood_x.shape[1:])} but data samples "
@@ -255,21 +299,20 @@ def build_report(
                         history=None if history is None else str(history))
     wanted = list(sections) if sections is not None else [s for s in SECTION_BUILDERS if _applies(s, ctx)]
     ctx.cache["sections"] = tuple(wanted)
+    ctx.cache.update({"probs": head_probs, "outcomes": outcomes, "n_evaluated": n_evaluated})
     if masks is not None:
         ctx.cache["masks"] = masks
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]
     if unknown:
         raise InputShapeError(f"unknown report sections {unknown}; available: {', '.join(SECTION_BUILDERS)}")
     built = [_run_section(name, SECTION_BUILDERS[name], ctx) for name in wanted]
-    if len(x) == 0:
-        raise EmptyDataError("data holds no samples")
     d = model.describe()
     meta = {
         "xaiscope_version": explain.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "model": d["architecture"], "input_kind": d["input_kind"], "num_classes": d["num_classes"],
         "class_names": d["class_names"], "device": d["device"], "precision": d["precision"],
-        "samples": len(x), "seed": seed, "config": cfg, "seconds": round(time.perf_counter() - start, 3),
+        "samples": n_evaluated, "kept_samples": len(x), "seed": seed, "config": cfg, "seconds": round(time.perf_counter() - start, 3),
     }
     report = Report(title or f"{d['architecture']} — xaiscope audit", built, meta)
     if out is not None:

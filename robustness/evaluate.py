@@ -8,7 +8,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from explain.data import collect
+from explain.data import stream
 from explain.errors import InputShapeError, UnknownMethodError
 from explain import check_wrapper
 
@@ -57,7 +57,7 @@ def attack(model: Any, x: Any, y: Any, method: str = "pgd", *, eps: Optional[flo
 
 def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None, method: str = "apgd",
                     *, seed: int = 0, max_samples: Optional[int] = None, minimal_eps: bool = True,
-                    bisect_steps: int = 5, **params: Any) -> RobustAccuracyResult:
+                    bisect_steps: int = 5, batch_size: int = 256, **params: Any) -> RobustAccuracyResult:
     """Accuracy under attack at each budget, and each sample's minimal flipping budget.
 
     The curve cannot rise with the budget: a sample fooled at one budget counts as fooled at every
@@ -66,8 +66,14 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     budgets, and the curve is read off those minimal budgets, so the two always agree:
     ``accuracy[k]`` is the share of samples whose minimal budget exceeds ``eps[k]``.
 
+    The data is streamed in batches of ``batch_size`` (see :func:`explain.data.stream`): only one
+    batch of inputs is in memory at a time, plus one minimal budget per sample. Every sample's
+    random start is seeded from the sample itself, so the numbers do not depend on how ``data``
+    was batched.
+
     Args:
-        data: ``(inputs, labels)``, a ``Dataset`` or a ``DataLoader``.
+        data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of
+            ``(inputs, labels)`` batches (a generator works: one pass is enough).
         eps: budgets in the attack's unit (see :func:`attack`); ``None`` picks the registry's sweep
             for the input kind, or for token embeddings one chosen from the model
             (:func:`robustness.sweep.default_budgets`).
@@ -75,6 +81,7 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         minimal_eps: bisect each sample's minimal budget in ``[0, max(eps)]`` (``inf`` when even
             ``max(eps)`` does not flip it; 0 for samples already misclassified). Count budgets
             (hotflip) report the number of tokens the attack actually substituted.
+        batch_size: samples attacked together; source batches are split or joined to this size.
         **params: the attack's parameters; the registry's defaults fill the gaps (e.g. 50 APGD
             steps, 20 PGD steps).
 
@@ -82,7 +89,9 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         ``RobustAccuracyResult`` (non-increasing ``accuracy`` over ascending ``eps``).
 
     Raises:
-        InputShapeError: no labels, no budgets, or an attack that does not fit the input kind.
+        InputShapeError: no labels, no budgets, an attack that does not fit the input kind, or
+            batches of the wrong form.
+        EmptyDataError: ``data`` holds no samples.
         UnknownMethodError: ``method`` is not registered.
 
     Warns:
@@ -90,32 +99,38 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
             which real models rarely allow: the model may ignore its input or the attack may fail
             on it (masked gradients).
 
+    Shape:
+        inputs: the wrapper's kind, ``N×…``; labels: ``N``; ``minimal_eps``: ``N``.
+
     Example:
         >>> c = robustness.robust_accuracy(m, (x, y), eps=[0, 2/255, 8/255], method="pgd")   # doctest: +SKIP
         >>> c.accuracy, c.median_minimal_eps
     """
     start = time.perf_counter()
     wrapper = check_wrapper(model)
-    x, y = collect(data, max_samples=max_samples)
-    if y is None:
-        raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels)")
     spec = attack_spec(method)
     spec.check_kind(method, wrapper.input_kind)
-    x = wrapper.check_inputs(x)
-    y = wrapper.check_labels(y, x)
-    if eps is None:
-        eps = default_budgets(wrapper, x, y, method, seed=seed, params=params)
-    eps = sorted(float(e) for e in eps)
-    if not eps:
-        raise InputShapeError("eps: give at least one budget")
-    mins = minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
-                           bisect_steps=bisect_steps if minimal_eps else 0)
+    if eps is not None:
+        eps = sorted(float(e) for e in eps)
+        if not eps:
+            raise InputShapeError("eps: give at least one budget")
+    parts = []
+    for x, y in stream(data, batch_size, max_samples=max_samples):
+        if y is None:
+            raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
+        x = wrapper.check_inputs(x)
+        y = wrapper.check_labels(y, x)
+        if eps is None:  # chosen from the first batch, before any sample is attacked
+            eps = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params))
+        parts.append(minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
+                                     bisect_steps=bisect_steps if minimal_eps else 0))
+    mins = torch.cat(parts)
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
     full = {**spec.defaults, **params}
     result = RobustAccuracyResult(eps=eps, accuracy=accs, clean_accuracy=float(correct.float().mean()), method=method,
                                 params={**full, "seed": seed, "bisect_steps": bisect_steps if minimal_eps else 0},
-                                minimal_eps=mins, seconds=time.perf_counter() - start, n=len(x),
+                                minimal_eps=mins, seconds=time.perf_counter() - start, n=len(mins),
                                 unit=spec.units.get(wrapper.input_kind, ""), label=spec.label(full))
     if result.flipped_share == 0.0 and eps[-1] > 0:
         warnings.warn(f"{method} flipped none of the {int(correct.sum())} correctly classified samples up to the "
@@ -125,16 +140,41 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     return result
 
 
+def _share(hits: int, n: int) -> float:
+    """``hits / n`` rounded as a float32 mean of 0/1 outcomes (the number an in-memory mean gives)."""
+    return float(torch.tensor(float(hits), dtype=torch.float32) / n)
+
+
 def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[str]] = None,
                         severities: Sequence[int] = (1, 2, 3, 4, 5), *, seed: int = 0,
-                        max_samples: Optional[int] = None) -> CorruptionResult:
+                        max_samples: Optional[int] = None, batch_size: int = 256) -> CorruptionResult:
     """Accuracy on corrupted copies of the data, per corruption and severity.
 
+    The data is streamed in batches of ``batch_size`` samples (source batches are split or joined
+    to that size, see :func:`explain.data.stream`); only correct counts are kept. The random draws
+    of batch ``b`` (samples ``b·batch_size …``) are seeded from ``seed``, the corruption, the
+    severity and ``b``, so the numbers do not depend on how ``data`` was batched.
+
     Args:
+        data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of
+            ``(inputs, labels)`` batches (one pass).
         corruptions: names for the wrapper's input kind (default: all of them); see
             ``robustness.registry.CORRUPTIONS``.
         severities: 1 (mild) … 5 (strong).
         seed: seeds every corruption.
+        max_samples: use only the first samples.
+        batch_size: samples corrupted and classified together.
+
+    Returns:
+        ``CorruptionResult``: clean accuracy and accuracy per corruption and severity.
+
+    Raises:
+        InputShapeError: no labels, or batches of the wrong form.
+        EmptyDataError: ``data`` holds no samples.
+        UnknownMethodError: a corruption that is not registered for the input kind.
+
+    Shape:
+        inputs: the wrapper's kind, ``N×…``; labels: ``N``.
 
     Example:
         >>> k = robustness.corruption_accuracy(m, (x, y), corruptions=["gaussian_noise", "blur"])   # doctest: +SKIP
@@ -142,26 +182,28 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     """
     start = time.perf_counter()
     wrapper = check_wrapper(model)
-    x, y = collect(data, max_samples=max_samples)
-    if y is None:
-        raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels)")
-    wrapper.check_inputs(x)
-    y = wrapper.check_labels(y, x)
     table = CORRUPTIONS[wrapper.input_kind]
     names = list(corruptions) if corruptions is not None else DEFAULT_CORRUPTIONS[wrapper.input_kind]
     unknown = [c for c in names if c not in table]
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
-    clean = float((wrapper.predict(x) == y).float().mean())
-    ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
-           if wrapper.input_kind == "tokens" else {})
-    acc = {}
-    for i, name in enumerate(names):
-        row = []
-        for s in severities:
-            gen = torch.Generator().manual_seed(seed * 1000 + i * 10 + int(s))
-            xc = table[name].apply(x, int(s), gen, **ids)
-            row.append(float((wrapper.predict(xc) == y).float().mean()))
-        acc[name] = row
-    return CorruptionResult(clean_accuracy=clean, severities=[int(s) for s in severities], accuracy=acc, seed=seed,
-                            seconds=time.perf_counter() - start, n=len(x))
+    severities = [int(s) for s in severities]
+    clean, n = 0, 0
+    hits = {name: [0] * len(severities) for name in names}
+    for b, (x, y) in enumerate(stream(data, batch_size, max_samples=max_samples)):
+        if y is None:
+            raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
+        wrapper.check_inputs(x)
+        y = wrapper.check_labels(y, x)
+        n += len(x)
+        clean += int((wrapper.predict(x) == y).sum())
+        ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
+               if wrapper.input_kind == "tokens" else {})
+        for i, name in enumerate(names):
+            for j, s in enumerate(severities):
+                gen = torch.Generator().manual_seed(seed * 1000 + i * 10 + s + 1_000_003 * b)
+                xc = table[name].apply(x, s, gen, **ids)
+                hits[name][j] += int((wrapper.predict(xc) == y).sum())
+    acc = {name: [_share(h, n) for h in row] for name, row in hits.items()}
+    return CorruptionResult(clean_accuracy=_share(clean, n), severities=severities, accuracy=acc, seed=seed,
+                            seconds=time.perf_counter() - start, n=n)

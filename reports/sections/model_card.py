@@ -35,7 +35,7 @@ def build(ctx: ReportContext) -> Section:
         ["device / precision", f"{d['device']} / {d['precision']}"],
         ["target layer (CAM)", d["target_layer"] or "—"],
         ["feature layer (head)", d["feature_layer"] or "—"],
-        ["evaluation samples", str(len(ctx.x))],
+        ["evaluation samples", str(ctx.cache.get("n_evaluated", len(ctx.x)))],
         ["seed", str(ctx.seed)],
     ]
     versions = library_versions()
@@ -46,5 +46,5 @@ def build(ctx: ReportContext) -> Section:
         Table(["configuration"], [[json.dumps(ctx.config, indent=1, sort_keys=True, default=str)]],
               caption="Configuration that produced this report", sortable=False),
     ]
-    summary = {"model": d, "input_shape": shape, "samples": len(ctx.x), "seed": ctx.seed, "versions": versions}
+    summary = {"model": d, "input_shape": shape, "samples": ctx.cache.get("n_evaluated", len(ctx.x)), "seed": ctx.seed, "versions": versions}
     return Section("model_card", "Model card", blocks=blocks, summary=summary)

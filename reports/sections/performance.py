@@ -27,8 +27,19 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
     Math: ``ECE = Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|``. Returns (ece, bin conf, bin acc, bin count).
     """
-    conf = probs.max(1)
-    correct = (probs.argmax(1) == labels).astype(float)
+    return calibration_from_outcomes(probs.max(1), probs.argmax(1), labels, bins)
+
+
+def calibration_from_outcomes(conf: np.ndarray, pred: np.ndarray, labels: np.ndarray, bins: int = 15):
+    """:func:`expected_calibration_error` from per-sample confidence and prediction alone.
+
+    This is all a streamed evaluation keeps (three numbers per sample), and it gives the same bins.
+
+    Shape:
+        conf, pred, labels: ``N``.
+    """
+    conf = np.asarray(conf)
+    correct = (np.asarray(pred) == np.asarray(labels)).astype(float)
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
     count = np.bincount(idx, minlength=bins).astype(float)
@@ -60,14 +71,27 @@ def _threshold(checks, name, value, threshold, higher_is_better, text):
                         f"{text} ({'meets' if ok else 'misses'} {rel} {threshold:.3g})"))
 
 
+def outcomes(ctx: ReportContext) -> dict:
+    """Per-sample label, prediction and confidence of every evaluated sample.
+
+    ``build_report`` streams the data once and leaves them in ``ctx.cache["outcomes"]`` (they may
+    cover more samples than ``ctx.x`` holds); otherwise they come from ``ctx.x``.
+    """
+    if ctx.cache.get("outcomes") is None:
+        probs = predictions(ctx)
+        conf, pred = probs.max(dim=1)
+        ctx.cache["outcomes"] = {"y": ctx.y, "pred": pred, "conf": conf}
+    return ctx.cache["outcomes"]
+
+
 def build(ctx: ReportContext) -> Section:
-    probs = predictions(ctx)
-    pred = probs.argmax(1).numpy()
+    out = outcomes(ctx)
+    pred = out["pred"].numpy()
     names = ctx.wrapper.class_names
-    if ctx.y is None:
+    if out["y"] is None:
         return Section("performance", "Performance", blocks=[Text("No labels were given, so accuracy cannot be measured.")],
                        summary={"labels": False})
-    y = ctx.y.numpy()
+    y = out["y"].numpy()
     labels = list(range(len(names)))
     present = present_classes(y, pred)
     absent = [i for i in labels if i not in present]
@@ -75,7 +99,7 @@ def build(ctx: ReportContext) -> Section:
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     mp, mr, mf, _ = precision_recall_fscore_support(y, pred, labels=present, average="macro", zero_division=0)
     cm = confusion_matrix(y, pred, labels=labels)
-    ece, bconf, bacc, bcount = expected_calibration_error(probs.numpy(), y)
+    ece, bconf, bacc, bcount = calibration_from_outcomes(out["conf"].numpy(), pred, y)
     cfg = ctx.config.get("checks", {})
     checks: list = []
     _threshold(checks, "accuracy", acc, cfg.get("min_accuracy"), True, f"accuracy {acc:.1%}")

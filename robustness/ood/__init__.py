@@ -14,8 +14,9 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from explain.data import collect
-from explain.errors import InputShapeError, InputValueError, ModelCallError, UnknownMethodError
+from explain.data import stream
+from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, SinglePassDataError,
+                            UnknownMethodError)
 from explain import check_wrapper
 
 from ..ood_results import OODEvaluation, OODMethodResult
@@ -74,11 +75,20 @@ def ood_detector(name: str, **params: Any) -> Detector:
 
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
                  *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
-                 params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5) -> OODEvaluation:
+                 params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5,
+                 batch_size: int = 256) -> OODEvaluation:
     """Fit each detector and measure how well it separates ``in_data`` from ``ood_data``.
 
+    The data is streamed in batches of ``batch_size`` (see :func:`explain.data.stream`): only
+    per-sample scores, the split's indices and each detector's fitted state are kept, never the
+    inputs. ``in_data`` is read once to check it and draw the split and then twice per detector
+    (fit, score); ``ood_data`` once plus once per detector. Both must therefore be re-iterable
+    (tensors, a ``Dataset``, a ``DataLoader``, a list of batches); a one-shot generator raises
+    ``SinglePassDataError`` at once.
+
     Args:
-        in_data: in-distribution data (labels optional); when ``fit_data`` is None it is split by
+        in_data: in-distribution data (labels optional) in any form :func:`explain.data.stream`
+            reads; when ``fit_data`` is None it is split by
             :func:`split_fit_test` — a seeded shuffle stratified by class (the labels, else the
             model's predictions) — into ``fit_fraction`` for fitting the detectors and the rest as
             the in-distribution test set. The indices of both parts are kept in the result.
@@ -87,6 +97,8 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         fit_data: separate fitting data; then all of ``in_data`` is the test set.
         tpr: the in-distribution share kept by the calibrated threshold.
         seed: seeds the split.
+        batch_size: samples per batch; source batches are split or joined to this size, so the
+            numbers do not depend on how the data was batched.
 
     Returns:
         ``OODEvaluation`` with AUROC, AUPR-In, AUPR-Out, FPR@95%TPR, threshold, scores and ROC per
@@ -95,47 +107,67 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
     Raises:
         InputShapeError: shapes differ, too few samples, or a bad ``fit_fraction``.
         UnknownMethodError: a detector name is not registered.
+        EmptyDataError: ``in_data`` or ``ood_data`` holds no samples.
+        SinglePassDataError: a one-shot iterator where several passes are needed.
+
+    Shape:
+        in_data inputs: ``N×…``; ood_data inputs: ``M×…`` (same per-sample shape; token lengths may
+        differ); scores in the result: ``N_test`` and ``M``.
 
     Example:
         >>> o = robustness.evaluate_ood(m, (x, y), x_ood, methods=["msp", "knn"])   # doctest: +SKIP
         >>> o.methods["knn"].auroc, o.fit_indices[:5]
     """
     wrapper = check_wrapper(model)
-    x_in, y_in = collect(in_data, max_samples=max_samples)
-    x_out, _ = collect(ood_data, max_samples=max_samples)
-    wrapper.check_inputs(x_in, name="in_data")
-    if y_in is not None:
-        y_in = wrapper.check_labels(y_in, x_in, name="in_data labels")
-    wrapper.check_inputs(x_out, name="ood_data")
-    if tuple(x_out.shape[1:]) != tuple(x_in.shape[1:]):
-        raise InputShapeError(f"ood_data samples have shape {tuple(x_out.shape[1:])} but in_data samples have "
-                              f"{tuple(x_in.shape[1:])}")
     unknown = [m for m in methods if m not in DETECTOR_SPECS]
     if unknown:
         raise UnknownMethodError(f"unknown OOD detector(s) {unknown}; available: {', '.join(DETECTOR_SPECS)}")
+    if fit_data is None and not 0 < fit_fraction < 1:
+        raise InputShapeError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
+    in_s = stream(in_data, batch_size, max_samples=max_samples, name="in_data")
+    out_s = stream(ood_data, batch_size, max_samples=max_samples, name="ood_data")
+    # in_data: the first pass checks it (and draws the split), then each detector fits and scores
+    in_s.require_passes(1 + 2 * len(methods) if fit_data is None else 1 + len(methods), "evaluate_ood")
+    out_s.require_passes(1 + len(methods), "evaluate_ood")
+    shape, strata, labelled = None, [], False
+    for x, y in in_s:
+        wrapper.check_inputs(x, name="in_data")
+        shape = shape or tuple(x.shape[1:])
+        labelled = y is not None
+        if y is not None:
+            y = wrapper.check_labels(y, x, name="in_data labels")
+        if fit_data is None:
+            strata.append(y if y is not None else wrapper.predict(x).cpu())
+    n_out = 0
+    for x, _ in out_s:
+        wrapper.check_inputs(x, name="ood_data")
+        if tuple(x.shape[1:]) != shape and (wrapper.input_kind != "tokens" or x.shape[2:] != shape[1:]):
+            raise InputShapeError(f"ood_data samples have shape {tuple(x.shape[1:])} but in_data samples have {shape}")
+        n_out += len(x)
     fit_idx = test_idx = None
     split = "given"
     if fit_data is None:
-        if len(x_in) < 4:
+        n_in = in_s.n_seen or 0
+        if n_in < 4:
             raise InputShapeError("in_data needs at least 4 samples to split into fitting and test parts")
-        if not 0 < fit_fraction < 1:
-            raise InputShapeError(f"fit_fraction must be in (0, 1), got {fit_fraction}")
-        strata = y_in if y_in is not None else wrapper.predict(x_in)
-        split = "class-stratified shuffle by " + ("label" if y_in is not None else "predicted class")
-        fit_idx, test_idx = split_fit_test(strata, fit_fraction, seed)
-        fit_pair = (x_in[fit_idx], None if y_in is None else y_in[fit_idx])
-        x_test = x_in[test_idx]
+        split = "class-stratified shuffle by " + ("label" if labelled else "predicted class")
+        fit_idx, test_idx = split_fit_test(torch.cat(strata), fit_fraction, seed)
+        fit_pair, x_test = in_s.select(fit_idx), in_s.select(test_idx)
+        n_fit = len(fit_idx)
     else:
-        fit_pair, x_test = fit_data, x_in
-    n_fit = len(collect(fit_pair)[0])
+        fit_pair, x_test = stream(fit_data, batch_size, name="fit_data"), in_s
+        fit_pair.require_passes(len(methods) + 1, "evaluate_ood")
+        n_fit = sum(len(x) for x, _ in fit_pair)
     results, errors = {}, {}
     for name in methods:
         start = time.perf_counter()
         spec = DETECTOR_SPECS[name]
         try:
-            det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})}).fit(wrapper, fit_pair)
-            s_in, s_out = det.score_data(x_test), det.score_data(x_out)
-        except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError):
+            det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})})
+            det.fit(wrapper, fit_pair, batch_size=batch_size)
+            s_in, s_out = det.score_data(x_test, batch_size), det.score_data(out_s, batch_size)
+        except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError, EmptyDataError,
+                SinglePassDataError):
             raise  # bad input, not a detector that cannot run on this model
         except Exception as error:  # noqa: BLE001 - one detector failing must not hide the others
             errors[name] = f"{type(error).__name__}: {error}"
@@ -147,5 +179,5 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
                                         scores_in=s_in, scores_out=s_out, roc=metrics["roc"],
                                         seconds=time.perf_counter() - start,
                                         params={k: v for k, v in vars(det).items() if not k.endswith("_") and not k.startswith("_")})
-    return OODEvaluation(methods=results, n_fit=n_fit, n_in=len(x_test), n_out=len(x_out), errors=errors,
+    return OODEvaluation(methods=results, n_fit=n_fit, n_in=len(test_idx) if test_idx is not None else in_s.n_seen, n_out=n_out, errors=errors,
                          fit_indices=fit_idx, test_indices=test_idx, split=split, seed=seed)

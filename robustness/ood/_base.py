@@ -32,7 +32,29 @@ class Detector:
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, model: Any, in_data: Any, *, batch_size: int = 256) -> "Detector":
-        """Learn from in-distribution ``in_data`` (pairs, a ``Dataset`` or a ``DataLoader``)."""
+        """Learn from in-distribution ``in_data`` in one streamed pass.
+
+        Args:
+            model: an ``explain.ModelWrapper``.
+            in_data: ``(inputs, labels)``, bare inputs, a ``Dataset``, a ``DataLoader`` or any iterable
+                of ``(x, y)`` or ``x`` batches (a generator works: one pass is enough). It is read in
+                batches of ``batch_size`` (see :func:`explain.data.stream`); Mahalanobis keeps running
+                sums, KNN the normalised feature bank it needs, ViM the features.
+            batch_size: samples per batch.
+
+        Returns:
+            ``self``, fitted.
+
+        Raises:
+            InputShapeError, InputValueError: inputs or labels that do not fit the model.
+            EmptyDataError: ``in_data`` holds no samples.
+
+        Shape:
+            inputs: the wrapper's kind, ``N×…``; labels (optional): ``N``.
+
+        Example:
+            >>> d = robustness.ood_detector("mahalanobis").fit(m, loader)   # doctest: +SKIP
+        """
         self.model_ = check_wrapper(model)
         self._fit(self.model_, in_data, batch_size)
         return self

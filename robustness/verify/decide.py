@@ -9,7 +9,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from explain import check_wrapper
-from explain.data import collect
+from explain.data import stream
 from explain.errors import EmptyDataError, InputShapeError
 
 from ..attacks._base import input_scale
@@ -130,7 +130,7 @@ def verify(model: Any, x: Any, y: Any, eps: float, method: str = "crown", *, att
 
 def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255, 2 / 255), method: str = "crown", *,
                        max_samples: Optional[int] = None, seed: int = 0, progress: Optional[bool] = None,
-                       **params: Any) -> CertifiedAccuracyResult:
+                       chunk_size: int = 256, **params: Any) -> CertifiedAccuracyResult:
     """Clean, certified and empirical robust accuracy at each budget.
 
     Certified accuracy counts samples verified at ε; empirical robust accuracy counts samples for
@@ -138,13 +138,26 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
 
     Args:
         model: an ``explain.ModelWrapper``.
-        data: ``(inputs, labels)``, a ``Dataset`` or a ``DataLoader``.
+        data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of
+            ``(inputs, labels)`` batches (one pass; see :func:`explain.data.stream`).
         eps: budgets in natural units; method: the bound method.
         max_samples: use only the first samples.
+        chunk_size: samples read from ``data`` and verified together (source batches are split
+            or joined to this size); only per-sample counts are kept across chunks.
         **params: passed to :func:`verify` (``attacks``, ``attack_steps``, ``alpha_steps``, ...).
 
     Returns:
-        ``CertifiedAccuracyResult`` (budgets ascending).
+        ``CertifiedAccuracyResult`` (budgets ascending). Its ``verifications`` hold the per-budget
+        results of the first chunk only (the first ``chunk_size`` samples, counterexamples
+        included), so memory does not grow with the data.
+
+    Raises:
+        InputShapeError: no labels, or batches of the wrong form.
+        InputValueError: labels outside the model's classes.
+        EmptyDataError: ``data`` holds no samples.
+
+    Shape:
+        inputs: the wrapper's kind, ``N×…``; labels: ``N``.
 
     Example:
         >>> ca = robustness.certified_accuracy(m, (x, y), eps=[0, 1/255, 2/255])   # doctest: +SKIP
@@ -152,26 +165,35 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
     """
     start = time.perf_counter()
     wrapper = check_wrapper(model)
-    x, y = collect(data, max_samples=max_samples)
-    if len(x) == 0:
-        raise EmptyDataError("certified_accuracy needs at least one sample")
-    if y is None:
-        raise InputShapeError("certified_accuracy needs labels: pass (inputs, labels)")
-    x = wrapper.check_inputs(x)
-    y = wrapper.check_labels(y, x)
     budgets = sorted(float(e) for e in eps)
-    clean_acc = float((wrapper.predict(x) == y).float().mean())
-    cert = torch.ones(len(x), dtype=torch.bool)
-    viol = torch.zeros(len(x), dtype=torch.bool)
-    certified, empirical, counts, runs = [], [], [], []
-    for e in budgets:
-        v = verify(wrapper, x, y, e, method, seed=seed, progress=progress, **params)
-        runs.append(v)
-        cert &= v.mask("verified")
-        viol |= v.mask("violated")
-        cert &= ~viol
-        certified.append(float(cert.float().mean()))
-        empirical.append(float((~viol).float().mean()))
-        counts.append({"verified": int(cert.sum()), "violated": int(viol.sum()), "unknown": int((~cert & ~viol).sum())})
-    return CertifiedAccuracyResult(budgets, clean_acc, certified, empirical, counts, method, len(x),
+    clean_hits, n = 0, 0
+    cert_n = [0] * len(budgets)
+    viol_n = [0] * len(budgets)
+    runs: list = []
+    for b, (x, y) in enumerate(stream(data, chunk_size, max_samples=max_samples)):
+        if y is None:
+            raise InputShapeError("certified_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
+        x = wrapper.check_inputs(x)
+        y = wrapper.check_labels(y, x)
+        n += len(x)
+        clean_hits += int((wrapper.predict(x) == y).sum())
+        cert = torch.ones(len(x), dtype=torch.bool)
+        viol = torch.zeros(len(x), dtype=torch.bool)
+        for k, e in enumerate(budgets):
+            v = verify(wrapper, x, y, e, method, seed=seed, progress=progress, **params)
+            if b == 0:
+                runs.append(v)  # the first batch's verifications (with counterexamples) are kept
+            cert &= v.mask("verified")
+            viol |= v.mask("violated")
+            cert &= ~viol
+            cert_n[k] += int(cert.sum())
+            viol_n[k] += int(viol.sum())
+    if n == 0:
+        raise EmptyDataError("certified_accuracy needs at least one sample")
+    share = lambda k: float(torch.tensor(float(k), dtype=torch.float32) / n)  # noqa: E731 - a float32 mean's rounding
+    clean_acc = share(clean_hits)
+    certified = [share(c) for c in cert_n]
+    empirical = [share(n - v) for v in viol_n]
+    counts = [{"verified": c, "violated": v, "unknown": n - c - v} for c, v in zip(cert_n, viol_n)]
+    return CertifiedAccuracyResult(budgets, clean_acc, certified, empirical, counts, method, n,
                                    time.perf_counter() - start, {"seed": seed, **params}, runs)
