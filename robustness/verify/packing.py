@@ -119,16 +119,16 @@ class Plan:
         self.packs, self.slots, self.phases, self.labels, self.m = packs, slots, phases, labels, m
 
 
-def _grid_index(n_pos: int, n_target: int, axis: Axis, phase: int, step: int, device) -> torch.Tensor:
-    """For each of ``n_pos`` positions of a node: the grid index ``g`` (target ``i = phase + g·step``) whose
-    box contains it, or −1."""
+def _grid_index(n_pos: int, n_target: int, axis: Axis, phase: torch.Tensor, step: int) -> torch.Tensor:
+    """``P×n_pos``: for each phase and each position of a node, the grid index ``g`` (target position
+    ``phase + g·step``) whose box contains it, or −1 (the boxes of one phase are disjoint and ordered)."""
     s, lo, hi = axis
-    out = torch.full((n_pos,), -1, dtype=torch.long, device=device)
-    for g, i in enumerate(range(phase, n_target, step)):
-        a, b = max(0, i * s + lo), min(n_pos - 1, i * s + hi)
-        if a <= b:
-            out[a:b + 1] = g
-    return out
+    q = torch.arange(n_pos, device=phase.device).unsqueeze(0)
+    ph = phase.unsqueeze(1)
+    g = torch.div(q - lo - ph * s, step * s, rounding_mode="floor")
+    count = torch.div(n_target - ph + step - 1, step, rounding_mode="floor")
+    inside = (g >= 0) & (g < count) & (q <= (ph + g * step) * s + hi)
+    return torch.where(inside, g, -1)
 
 
 def plan_packs(graph: BoundGraph, target: str, rows: torch.Tensor) -> Optional[Plan]:
@@ -160,27 +160,21 @@ def plan_packs(graph: BoundGraph, target: str, rows: torch.Tensor) -> Optional[P
     start = torch.cummax(torch.where(first, torch.arange(len(order), device=device), 0), 0).values
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order), device=device) - start
-    packs: List[torch.Tensor] = []
-    slots: List[torch.Tensor] = []
-    phases: List[int] = []
     pack_id = phase * (int(rank.max()) + 1 if len(rank) else 1) + rank
-    for pid in torch.unique(pack_id).tolist():
-        sel = (pack_id == pid).nonzero().flatten()
-        packs.append(rows[sel])
-        slots.append(slot[sel])
-        phases.append(int(phase[sel[0]]))
+    by_pack = torch.argsort(pack_id, stable=True)
+    ids, counts = torch.unique_consecutive(pack_id[by_pack], return_counts=True)
+    packs = list(rows[by_pack].split(counts.tolist()))
+    slots = list(slot[by_pack].split(counts.tolist()))
+    phases = (ids // (int(rank.max()) + 1)).tolist()
     used = sorted(set(phases))
     remap = {p: k for k, p in enumerate(used)}
     labels: Dict[str, torch.Tensor] = {}
+    used_t = torch.tensor(used, device=device)
+    py, px = used_t // dx, used_t % dx
     for name, (ay, ax) in boxes.items():
         _, hh, ww = graph.nodes[name].shape
-        maps = []
-        for p in used:
-            py, px = divmod(p, dx)
-            yi = _grid_index(hh, h, ay, py, dy, device)
-            xi = _grid_index(ww, w, ax, px, dx, device)
-            lab = yi[:, None] * gx + xi[None, :]
-            lab = torch.where((yi[:, None] >= 0) & (xi[None, :] >= 0), lab, m)
-            maps.append(lab.flatten())
-        labels[name] = torch.stack(maps)
+        yi = _grid_index(hh, h, ay, py, dy).unsqueeze(2)          # P×hh×1
+        xi = _grid_index(ww, w, ax, px, dx).unsqueeze(1)          # P×1×ww
+        lab = torch.where((yi >= 0) & (xi >= 0), yi * gx + xi, m)
+        labels[name] = lab.reshape(len(used), -1)
     return Plan(packs, slots, [remap[p] for p in phases], labels, m)
