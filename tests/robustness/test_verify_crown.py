@@ -238,3 +238,16 @@ def test_progress_bar_counts_crown_backward_passes(capsys):
     m = _small_cnn()
     robustness.output_bounds(m, torch.rand(1, 3, 12, 12), eps=4 / 255, method="crown", progress=True)
     assert "CROWN" in capsys.readouterr().err
+
+
+def test_verify_passes_crown_ibp_through_and_records_it():
+    make, shape, eps = NETS["cnn"]
+    m = explain.ModelWrapper(make(), "image", device="cpu")
+    x = _x(shape)
+    y = m.logits(x).argmax(1)
+    v = robustness.verify(m, x, y, eps, method="crown", intermediate="ibp")
+    assert v.params["intermediate"] == "ibp"
+    # margin bounds are at least as tight as subtracting the confirmed CROWN-IBP logit bounds (class 0 wins)
+    lo, hi = CONFIRMED["cnn", "crown-ibp"]
+    assert int(y[0]) == 0 and v.status[0] == "verified"
+    assert float(v.certified_margin[0]) >= min(lo[0] - hi[1], lo[0] - hi[2]) - 1e-5
