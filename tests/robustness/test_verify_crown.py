@@ -134,7 +134,7 @@ def _crown(m, x, eps, pack=True):
 
 def test_shared_backward_passes_give_the_bounds_of_one_pass_per_neuron():
     m = _small_cnn()
-    x = torch.rand(2, 3, 12, 12, generator=torch.Generator().manual_seed(2))
+    x = torch.rand(2, 3, 10, 10, generator=torch.Generator().manual_seed(2))
     packed, lo_p, hi_p = _crown(m, x, 8 / 255, pack=True)
     single, lo_s, hi_s = _crown(m, x, 8 / 255, pack=False)
     for name, (l, u) in single.items():
@@ -145,7 +145,7 @@ def test_shared_backward_passes_give_the_bounds_of_one_pass_per_neuron():
 
 def test_refining_only_max_inputs_that_can_win_their_window_keeps_the_bounds(monkeypatch):
     m = _small_cnn()
-    x = torch.rand(1, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    x = torch.rand(1, 3, 10, 10, generator=torch.Generator().manual_seed(3))
     fewer, lo_f, hi_f = _crown(m, x, 8 / 255)
     calls = []
     orig = engine._needed_rows
