@@ -20,6 +20,7 @@ negated lower bounds of ``−A``, so one backward pass serves both.
 
 from __future__ import annotations
 
+import operator
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -74,10 +75,13 @@ class _Backward:
         if name not in self._vjp:
             node = self.g.nodes[name]
             zeros = [torch.zeros_like(self.g.center[i]) for i in node.inputs]
-            bias, fn = vjp(node.fn, *zeros)
-            fast = _transpose(node.params.get("module"), tuple(zeros[0].shape[1:]))
-            bias = bias.detach()
-            self._vjp[name] = (None if not bool(bias.any()) else bias, fast or vmap(fn))
+            fast = _transpose(node.params.get("module"), tuple(zeros[0].shape[1:])) or _sum_transpose(node, zeros)
+            if fast is not None:
+                bias = node.fn(*zeros).detach()
+            else:
+                bias, fn = vjp(node.fn, *zeros)
+                bias, fast = bias.detach(), vmap(fn)
+            self._vjp[name] = (None if not bool(bias.any()) else bias, fast)
         return self._vjp[name]
 
     def _max_relax(self, name: str):
@@ -85,8 +89,17 @@ class _Backward:
             node = self.g.nodes[name]
             l, u = self.bounds[node.inputs[0]]
             gfun, dom, umax = max_relaxation(l, u, node.params, node.shape)
-            _, fn = vjp(gfun, torch.zeros_like(l))
-            self._max[name] = (vmap(fn), dom, umax)
+            n, d = l.shape[0], l[0].numel()
+            ids = torch.arange(1, d + 1, dtype=torch.float64, device=l.device).view(1, *l.shape[1:]).expand_as(l)
+            chosen = gfun(ids).round().long().reshape(n, -1) - 1            # flat input index per output; −1: padding
+            chosen = torch.where(chosen < 0, d, chosen)
+
+            def transpose(a: torch.Tensor) -> tuple:
+                s = a.shape[0]
+                out = torch.zeros(s, n, d + 1, dtype=a.dtype, device=a.device)
+                out.scatter_add_(2, chosen.unsqueeze(0).expand(s, -1, -1), a.reshape(s, n, -1))
+                return (out[..., :d].reshape(s, *l.shape),)
+            self._max[name] = (transpose, dom, umax)
         return self._max[name]
 
     def lower(self, target: str, a0: torch.Tensor, alphas: Optional[Dict[str, torch.Tensor]] = None,
@@ -144,6 +157,22 @@ class _Backward:
                 new = ap * al + an * au
             acc[src] = acc[src] + new if src in acc else new
         raise RuntimeError("the backward pass never reached the input")  # pragma: no cover
+
+
+_ADD = {operator.add, torch.add, "add", "__add__"}
+
+
+def _sum_transpose(node, zeros):
+    """``A ↦ (A, A, …)`` for an addition whose every input enters once, unscaled and unbroadcast (checked by
+    evaluating it); ``None`` otherwise."""
+    if node.params.get("op") not in _ADD or any(tuple(z.shape[1:]) != node.shape for z in zeros):
+        return None
+    base = node.fn(*zeros)
+    for i in range(len(zeros)):
+        probe = [torch.ones_like(z) if j == i else z for j, z in enumerate(zeros)]
+        if not torch.equal(node.fn(*probe) - base, torch.ones_like(base)):
+            return None
+    return lambda a: tuple(a for _ in zeros)
 
 
 def _transpose(mod, in_shape: tuple):
