@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import nn
