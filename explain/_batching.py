@@ -120,7 +120,7 @@ class BatchTuner:
 def run_in_chunks(fn: Callable[[slice], Any], n: int, size: Optional[int], *, desc: str = "forward",
                   progress: Optional[bool] = None, on_shrink: Optional[Callable[[int], None]] = None,
                   where: str = "the device", tuner: Optional[BatchTuner] = None, key: Hashable = None,
-                  row_numel: Optional[int] = None) -> list:
+                  row_numel: Optional[int] = None, unit: str = "sample") -> list:
     """``[fn(slice) for each chunk of range(n)]``, halving the chunk size on out-of-memory errors.
 
     With ``size=None`` a ``tuner`` picks every chunk's size under ``key`` (see :class:`BatchTuner`).
@@ -129,7 +129,7 @@ def run_in_chunks(fn: Callable[[slice], Any], n: int, size: Optional[int], *, de
         raise ValueError("run_in_chunks needs a size or a tuner")
     fixed = None if size is None else max(1, min(int(size), max(n, 1)))
     results = []
-    bar = _progress(n, desc, progress)
+    bar = _progress(n, desc, progress, unit)
     start = 0
     try:
         while start < n:
@@ -166,7 +166,7 @@ def run_in_chunks(fn: Callable[[slice], Any], n: int, size: Optional[int], *, de
     return results
 
 
-def _progress(total: int, desc: Optional[str], enabled: Optional[bool]):
+def _progress(total: int, desc: Optional[str], enabled: Optional[bool], unit: str = "sample"):
     """A tqdm bar for long work; ``enabled=None`` shows it only on a terminal and for big jobs."""
     if enabled is False or (enabled is None and total < 2048):
         return None
@@ -174,5 +174,5 @@ def _progress(total: int, desc: Optional[str], enabled: Optional[bool]):
         from tqdm.auto import tqdm
     except ImportError:  # pragma: no cover - tqdm is a dependency
         return None
-    return tqdm(total=total, desc=desc, unit="sample", leave=False, disable=None if enabled is None else False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, disable=None if enabled is None else False)
 

@@ -21,6 +21,7 @@ CONFIG_KEYS = {
     "method": "bound method: 'ibp' (default: fast, loose), 'crown' or 'alpha-crown' (tighter, slower on big CNNs)",
     "samples": "how many samples to verify (default 8)",
     "attack_steps": "steps of the PGD/APGD attacks that look for counterexamples",
+    "intermediate": "hidden-layer bounds for crown / alpha-crown: 'crown' (default) or 'ibp' (CROWN-IBP: faster, looser)",
 }
 CHECK_KEYS = {
     "min_certified_accuracy": "lowest acceptable certified accuracy at the largest ε",
@@ -45,8 +46,10 @@ def build(ctx: ReportContext) -> Section:
     eps = sorted(float(e) for e in cfg.get("eps", DEFAULT_EPS[kind]))
     method = str(cfg.get("method", "ibp"))
     steps = int(cfg.get("attack_steps", 20))
+    extra = {"intermediate": str(cfg["intermediate"])} if "intermediate" in cfg else {}
     try:
-        ca = robustness.certified_accuracy(m, (x, y), eps=eps, method=method, seed=ctx.seed, attack_steps=steps)
+        ca = robustness.certified_accuracy(m, (x, y), eps=eps, method=method, seed=ctx.seed, attack_steps=steps,
+                                           **extra)
     except UnsupportedModelError as error:
         return Section("verification", title, blocks=[Text(f"Skipped: this model cannot be bounded — {error}",
                                                            kind="warning")],

@@ -20,11 +20,13 @@ __all__ = ["output_bounds", "METHODS"]
 METHODS = ("ibp", "crown", "alpha-crown")
 
 
-def _check(method: str, norm: str, spec: str, eps: Any) -> float:
+def _check(method: str, norm: str, spec: str, eps: Any, intermediate: str = "crown") -> float:
     if method not in METHODS:
         raise InputValueError(f"method must be one of {METHODS}, got {method!r}")
     if norm != "linf":
         raise InputValueError(f"only norm='linf' is supported for output bounds, got {norm!r}")
+    if intermediate not in ("crown", "ibp"):
+        raise InputValueError(f"intermediate must be 'crown' or 'ibp', got {intermediate!r}")
     if spec not in ("logits", "margin"):
         raise InputValueError(f"spec must be 'logits' or 'margin', got {spec!r}")
     e = float(eps)
@@ -56,7 +58,8 @@ def _spec(labels: Optional[torch.Tensor], k: int, n: int, device) -> torch.Tenso
 
 
 def bound_batch(wrapper, xs: torch.Tensor, eps: float, method: str, labels: Optional[torch.Tensor],
-                scale: Optional[torch.Tensor], alpha_steps: int, max_memory: int):
+                scale: Optional[torch.Tensor], alpha_steps: int, max_memory: int, intermediate: str = "crown",
+                progress: Optional[bool] = False):
     """Bounds ``N×K`` for one device batch (inside a session)."""
     extra = {wrapper.mask_arg: xs != wrapper.pad_id} if wrapper.input_kind == "tokens" and wrapper.mask_arg else {}
     graph = trace_graph(wrapper, xs, extra)
@@ -74,14 +77,15 @@ def bound_batch(wrapper, xs: torch.Tensor, eps: float, method: str, labels: Opti
         ibp_l, ibp_u = out_l, out_u
     if method == "ibp":
         return ibp_l, ibp_u
-    bounds, bw = intermediate_bounds(graph, lo, hi, "crown", max_memory)
+    bounds, bw = intermediate_bounds(graph, lo, hi, intermediate, max_memory, progress)
     low, up = crown_spec(bw, _spec(labels, k, n, lo.device), alpha_steps if method == "alpha-crown" else 0)
     return torch.maximum(low, ibp_l), torch.minimum(up, ibp_u)
 
 
 def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: str = "linf", *,
                   spec: str = "logits", labels: Any = None, alpha_steps: int = 20, batch_size: int = 16,
-                  max_memory: int = 2 ** 30, progress: Optional[bool] = None) -> OutputBounds:
+                  max_memory: int = 2 ** 30, intermediate: str = "crown", progress: Optional[bool] = None
+                  ) -> OutputBounds:
     """Certified bounds on the logits for every input within ``eps`` of each sample.
 
     The wrapper's normalisation is part of the bounded graph, so ``eps`` is in natural units:
@@ -101,7 +105,12 @@ def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: s
         labels: the classes ``y`` for ``spec="margin"`` (default: the predicted classes).
         batch_size: samples bounded together; max_memory: bytes of CROWN's backward matrices
             (``K × layer size`` per sample) kept at once — larger layers are bounded in chunks.
-        progress: show a progress bar (``None``: only for long runs).
+        intermediate: bounds of the hidden layers that CROWN and α-CROWN relax: ``"crown"`` (the
+            tighter of CROWN and IBP; one backward pass per unstable neuron, neurons with disjoint
+            receptive fields sharing a pass) or ``"ibp"`` (CROWN-IBP: IBP boxes, one backward pass
+            per sample — much faster on deep CNNs, looser).
+        progress: show a progress bar over samples and over CROWN's backward passes (``None``: only
+            for long runs).
 
     Returns:
         ``OutputBounds``; unpacks as ``lo, hi``.
@@ -120,7 +129,7 @@ def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: s
         True
     """
     start = time.perf_counter()
-    e = _check(method, norm, spec, eps)
+    e = _check(method, norm, spec, eps, intermediate)
     wrapper = check_wrapper(model)
     x = wrapper.check_inputs(x)
     n = len(x)
@@ -135,11 +144,13 @@ def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: s
     def run(sl: slice):
         lab = None if y is None else y[sl]
         return tuple(t.detach().cpu() for t in bound_batch(wrapper, xd[sl], e, method, lab, scale,
-                                                               alpha_steps, max_memory))
+                                                               alpha_steps, max_memory, intermediate, progress))
 
     with wrapper.session(grad=False):
         parts = wrapper.batched(run, n, batch_size=batch_size, desc=f"bounds ({method})", progress=progress)
     lo = torch.cat([p[0] for p in parts])
     hi = torch.cat([p[1] for p in parts])
     params = {"alpha_steps": alpha_steps} if method == "alpha-crown" else {}
+    if method != "ibp" and intermediate != "crown":
+        params["intermediate"] = intermediate
     return OutputBounds(lo, hi, method, e, norm, spec, time.perf_counter() - start, y, params)

@@ -52,7 +52,8 @@ def _recheck(wrapper, x: torch.Tensor, cand: torch.Tensor, y: torch.Tensor, eps:
 
 def verify(model: Any, x: Any, y: Any, eps: float, method: str = "crown", *, attacks: Sequence[str] = ("pgd", "apgd"),
            attack_steps: int = 20, seed: int = 0, alpha_steps: int = 20, batch_size: int = 16,
-           max_memory: int = 2 ** 30, progress: Optional[bool] = None) -> VerificationResult:
+           max_memory: int = 2 ** 30, intermediate: str = "crown", progress: Optional[bool] = None
+           ) -> VerificationResult:
     """Prove or refute, per sample, that no input within ``eps`` changes the predicted class from ``y``.
 
     Bounds the margins ``logit_y − logit_j`` with ``method``; a sample whose every certified margin
@@ -68,6 +69,8 @@ def verify(model: Any, x: Any, y: Any, eps: float, method: str = "crown", *, att
         method: ``"ibp"``, ``"crown"`` or ``"alpha-crown"``.
         attacks: registered attack names tried for counterexamples (``"pgd"``, ``"apgd"``, ``"fgsm"``).
         attack_steps: steps per attack; seed: their random start.
+        intermediate: hidden-layer bounds for CROWN / α-CROWN, ``"crown"`` or ``"ibp"`` (CROWN-IBP,
+            faster and looser; see :func:`output_bounds`).
 
     Returns:
         ``VerificationResult`` with statuses, certified margins, counterexamples and timings.
@@ -90,7 +93,7 @@ def verify(model: Any, x: Any, y: Any, eps: float, method: str = "crown", *, att
     if len(y) != len(x):
         raise InputShapeError(f"labels: expected {len(x)} labels (one per input), got {len(y)}")
     b = output_bounds(wrapper, x, eps, method, spec="margin", labels=y, alpha_steps=alpha_steps,
-                      batch_size=batch_size, max_memory=max_memory, progress=progress)
+                      batch_size=batch_size, max_memory=max_memory, intermediate=intermediate, progress=progress)
     t_bounds = time.perf_counter() - start
     margins = b.lower.clone()
     margins[torch.arange(len(y)), y] = float("inf")

@@ -175,7 +175,7 @@ def trace_graph(wrapper, x_center: torch.Tensor, extra: Dict[str, Any]) -> Bound
             shape = (1, -1, 1, 1) if wrapper.input_kind == "image" else (1, 1, -1)
             absf = (lambda r: r / std.view(shape)) if std is not None else (lambda r: r)
             add(BNode("normalise", "affine", wrapper.normalize, ["input"], tuple(x_center.shape[1:]), absf,
-                      where="the wrapper's normalisation"), norm_in)
+                      {"op": "normalise"}, where="the wrapper's normalisation"), norm_in)
             first = "normalise"
         else:
             first = "input"
@@ -227,6 +227,8 @@ def trace_graph(wrapper, x_center: torch.Tensor, extra: Dict[str, Any]) -> Bound
                 continue
             raise _unsupported(node, modules, "it returns a non-tensor computed from the input")
         bnode = _classify(node, modules, var, deps, value, env)
+        if node.op != "call_module":
+            bnode.params.setdefault("op", node.target)
         var[node.name] = node.name
         add(bnode, value)
     if out_node is None:
