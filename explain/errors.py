@@ -15,7 +15,8 @@ all, and each also derives from the matching built-in exception so existing hand
     ├── OutOfMemoryError(ToolkitError, RuntimeError)    even a batch of one does not fit
     ├── ModelCallError(ToolkitError, RuntimeError)      the model's own forward pass raised on the input
     ├── OutputExistsError(ToolkitError, FileExistsError)  a report's ``out`` holds files that are not a report
-    └── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
+    ├── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
+    └── DistributedError(ToolkitError, RuntimeError)   a process group could not form, or a peer failed
 
 Messages say what was expected, what arrived and, where possible, what to do.
 """
@@ -36,6 +37,7 @@ __all__ = [
     "ModelCallError",
     "OutputExistsError",
     "OptionalDependencyError",
+    "DistributedError",
 ]
 
 
@@ -100,3 +102,15 @@ class OutputExistsError(ToolkitError, FileExistsError):
 
 class OptionalDependencyError(ToolkitError, ImportError):
     """An optional extra is needed; the message names the ``pip install`` command."""
+
+
+class DistributedError(ToolkitError, RuntimeError):
+    """A process group could not be formed, or a collective failed because another process stopped.
+
+    ``secondary`` is True when the cause lies in another process (it reports its own error), so a
+    launcher prints the failing process's message once instead of once per process.
+    """
+
+    def __init__(self, message: str, *, secondary: bool = False) -> None:
+        super().__init__(message)
+        self.secondary = secondary

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import zlib
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
@@ -11,6 +12,8 @@ from explain.data import collect
 from explain.errors import InputShapeError, UnknownMethodError
 from explain import check_wrapper
 
+from . import distributed as dist
+from .attacks._base import sample_seeds
 from .registry import CORRUPTIONS, DEFAULT_CORRUPTIONS, attack_spec
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
 from .sweep import curve_from_minimal, default_budgets, make_attack, minimal_budgets
@@ -59,6 +62,10 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                     bisect_steps: int = 5, **params: Any) -> RobustAccuracyResult:
     """Accuracy under attack at each budget, and each sample's minimal flipping budget.
 
+    Inside a ``torch.distributed`` process group every rank passes the same data and attacks its
+    own block of samples; the minimal budgets are gathered back in sample order, so every rank
+    returns the same result, equal to a single process's (random starts are seeded per sample).
+
     The curve cannot rise with the budget: a sample fooled at one budget counts as fooled at every
     larger one (the adversarial input lies inside the larger ball too). With ``minimal_eps`` each
     correctly classified sample's smallest flipping budget is also bisected between the sweep's
@@ -102,8 +109,13 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     eps = sorted(float(e) for e in eps)
     if not eps:
         raise InputShapeError("eps: give at least one budget")
-    mins = minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
-                           bisect_steps=bisect_steps if minimal_eps else 0)
+    part = dist.local_range(len(x))  # inside a process group each rank attacks its own block
+    if part.stop > part.start:
+        local = minimal_budgets(wrapper, x[part], y[part], method, eps, seed=seed, params=params,
+                                bisect_steps=bisect_steps if minimal_eps else 0)
+    else:
+        local = torch.zeros(0)
+    mins = dist.gather_in_order(local, len(x))
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
     full = {**spec.defaults, **params}
@@ -117,6 +129,11 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
                         severities: Sequence[int] = (1, 2, 3, 4, 5), *, seed: int = 0,
                         max_samples: Optional[int] = None) -> CorruptionResult:
     """Accuracy on corrupted copies of the data, per corruption and severity.
+
+    Each sample's corruption is drawn from its own generator, seeded from ``seed``, the corruption,
+    the severity and the sample's values, so a sample is corrupted the same way in any batch and
+    on any rank. Inside a ``torch.distributed`` process group every rank passes the same data,
+    evaluates its own block of samples, and the counts of correct predictions are all-reduced.
 
     Args:
         corruptions: names for the wrapper's input kind (default: all of them); see
@@ -140,16 +157,24 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     unknown = [c for c in names if c not in table]
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
-    clean = float((wrapper.predict(x) == y).float().mean())
-    ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
+    part = dist.local_range(len(x))
+    xs, ys = x[part], y[part]
+    ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(xs)}
            if wrapper.input_kind == "tokens" else {})
-    acc = {}
-    for i, name in enumerate(names):
-        row = []
+    base = sample_seeds(xs, seed)
+    counts = [int((wrapper.predict(xs) == ys).sum()) if len(xs) else 0]
+    for name in names:
         for s in severities:
-            gen = torch.Generator().manual_seed(seed * 1000 + i * 10 + int(s))
-            xc = table[name].apply(x, int(s), gen, **ids)
-            row.append(float((wrapper.predict(xc) == y).float().mean()))
-        acc[name] = row
+            if not len(xs):
+                counts.append(0)
+                continue
+            tag = zlib.crc32(f"{name}/{int(s)}".encode())
+            gens = [torch.Generator().manual_seed((b ^ tag) & ((1 << 63) - 1)) for b in base]
+            xc = table[name].apply(xs, int(s), gens, **ids)
+            counts.append(int((wrapper.predict(xc) == ys).sum()))
+    total = dist.all_reduce_sum(torch.tensor(counts, dtype=torch.float64)) / max(len(x), 1)
+    clean = float(total[0])
+    acc = {name: [float(v) for v in total[1 + i * len(severities): 1 + (i + 1) * len(severities)]]
+           for i, name in enumerate(names)}
     return CorruptionResult(clean_accuracy=clean, severities=[int(s) for s in severities], accuracy=acc, seed=seed,
                             seconds=time.perf_counter() - start, n=len(x))
