@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 import explain
 from explain.attribution import jsonable
 from explain.data import collect
-from explain.errors import EmptyDataError, InputShapeError
+from explain.errors import DistributedError, EmptyDataError, InputShapeError
+from robustness import distributed as dist
 
 from . import html
 from ._save import FIGURES_DIR, check_output, write_report
@@ -123,7 +124,26 @@ def _run_section(name: str, module_path: str, ctx: ReportContext) -> Section:
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         section = Section(name, name.replace("_", " ").capitalize(), error=detail)
     section.seconds = time.perf_counter() - start
+    if dist.active():
+        _agree(section)
     return section
+
+
+def _agree(section: Section) -> None:
+    """At a section's end every process learns every other's outcome and all take the same step.
+
+    A section that failed on every process becomes the same failure box everywhere; one that
+    failed on some processes only cannot be completed, so the run stops: the first failing process
+    raises its error and the others raise a secondary ``DistributedError`` (not printed twice).
+    """
+    errors = dist.agree_on_errors(section.error)
+    failed = [r for r, e in enumerate(errors) if e is not None]
+    if not failed or len(failed) == len(errors):
+        section.error = errors[0]
+        return
+    rank = dist.rank_and_world()[0]
+    raise DistributedError(f"section {section.id!r} failed on rank {failed[0]}: {errors[failed[0]]}",
+                           secondary=rank != failed[0])
 
 
 def _applies(name: str, ctx: ReportContext) -> bool:
@@ -215,6 +235,11 @@ def build_report(
         masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
             with ``data``; the trust section then reports pointing game and relevance mass.
 
+    Inside a ``torch.distributed`` process group (``torchrun``) every rank calls this with the same
+    arguments: each section's sample work is split across the ranks and combined (counts by
+    all-reduce, per-sample outcomes gathered in sample order), every rank returns the same numbers,
+    and only rank 0 renders figures and writes ``out``.
+
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
 
@@ -223,6 +248,7 @@ def build_report(
         InputShapeError, InputValueError, EmptyDataError: bad data, or labels outside the model's classes.
         UnsupportedModelError: ``class_names`` does not match the model's number of outputs.
         ModelCallError: the model's forward pass fails on the data.
+        DistributedError: in a process group, a section failed on some ranks only, or another rank stopped.
 
     Example:
         >>> rep = reports.build_report(m, (x, y), out="reports-out/run1")   # doctest: +SKIP
@@ -270,8 +296,9 @@ def build_report(
         "model": d["architecture"], "input_kind": d["input_kind"], "num_classes": d["num_classes"],
         "class_names": d["class_names"], "device": d["device"], "precision": d["precision"],
         "samples": len(x), "seed": seed, "config": cfg, "seconds": round(time.perf_counter() - start, 3),
+        "world_size": dist.rank_and_world()[1],
     }
     report = Report(title or f"{d['architecture']} — xaiscope audit", built, meta)
-    if out is not None:
+    if out is not None and dist.is_main():  # in a process group only rank 0 writes
         report.save(out, force=force)
     return report

@@ -28,7 +28,7 @@ import torch
 from explain.errors import DistributedError, InputValueError
 
 __all__ = ["init_from_env", "rank_and_world", "active", "is_main", "shard_indices", "local_range", "all_reduce_sum",
-           "gather_in_order", "gather_objects", "agree_on_errors", "traffic", "DEFAULT_TIMEOUT"]
+           "gather_in_order", "gather_rows", "gather_objects", "agree_on_errors", "traffic", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 600.0
 _TRAFFIC = {"all_reduce": 0, "gather": 0}
@@ -213,6 +213,28 @@ def gather_in_order(local: torch.Tensor, n: int) -> torch.Tensor:
     _guard("gather", td.all_gather, parts, buf)
     _TRAFFIC["gather"] += buf.numel() * buf.element_size() * world
     return torch.cat([p[: len(shard_indices(n, r, world))].cpu() for r, p in enumerate(parts)])
+
+
+def gather_rows(local: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
+    """Every process's rows, concatenated in rank order, when blocks may differ in length.
+
+    Returns:
+        ``(rows, lengths)``: all rows on the CPU and each process's number of rows.
+
+    Shape:
+        local: ``M_r×…`` (the trailing shape must agree); rows: ``(Σ M_r)×…``.
+    """
+    if not active():
+        return local.detach().cpu(), [len(local)]
+    import torch.distributed as td
+
+    lengths = [int(v) for v in gather_objects(len(local))]
+    buf = torch.zeros((max(lengths), *local.shape[1:]), dtype=local.dtype, device=_device())
+    buf[: len(local)] = local.detach().to(buf.device)
+    parts = [torch.empty_like(buf) for _ in lengths]
+    _guard("gather", td.all_gather, parts, buf)
+    _TRAFFIC["gather"] += buf.numel() * buf.element_size() * len(lengths)
+    return torch.cat([p[:k].cpu() for p, k in zip(parts, lengths)]), lengths
 
 
 def gather_objects(obj: Any) -> List[Any]:

@@ -18,6 +18,7 @@ from explain.data import collect
 from explain.errors import InputShapeError, InputValueError, ModelCallError, UnknownMethodError
 from explain import check_wrapper
 
+from .. import distributed as dist
 from ..ood_results import OODEvaluation, OODMethodResult
 from ._base import Detector
 from ._split import split_fit_test
@@ -72,6 +73,15 @@ def ood_detector(name: str, **params: Any) -> Detector:
         raise InputShapeError(f"detector {name!r}: {error}") from None
 
 
+def _scores(det: Detector, x: torch.Tensor) -> torch.Tensor:
+    """Scores of ``x``; inside a process group each rank scores its block and the blocks are gathered."""
+    world = dist.rank_and_world()[1]
+    if world == 1 or len(x) < world:
+        return det.score_data(x)
+    part = dist.local_range(len(x))
+    return dist.gather_in_order(det.score(x[part]), len(x))  # one call per rank: KNN's merge is collective
+
+
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
                  *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
                  params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5) -> OODEvaluation:
@@ -87,6 +97,11 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         fit_data: separate fitting data; then all of ``in_data`` is the test set.
         tpr: the in-distribution share kept by the calibrated threshold.
         seed: seeds the split.
+
+    Inside a ``torch.distributed`` process group every rank passes the same data: detectors are
+    fitted from statistics summed over the ranks' blocks (KNN keeps a sharded feature bank and
+    merges each rank's nearest neighbours) and scores are gathered in sample order, so every rank
+    returns a single process's result.
 
     Returns:
         ``OODEvaluation`` with AUROC, AUPR-In, AUPR-Out, FPR@95%TPR, threshold, scores and ROC per
@@ -134,7 +149,7 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         spec = DETECTOR_SPECS[name]
         try:
             det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})}).fit(wrapper, fit_pair)
-            s_in, s_out = det.score_data(x_test), det.score_data(x_out)
+            s_in, s_out = _scores(det, x_test), _scores(det, x_out)
         except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError):
             raise  # bad input, not a detector that cannot run on this model
         except Exception as error:  # noqa: BLE001 - one detector failing must not hide the others
