@@ -118,32 +118,45 @@ def _figures(sections: Sequence[Section]) -> List[tuple]:
 
 def _run_section(name: str, module_path: str, ctx: ReportContext) -> Section:
     start = time.perf_counter()
+    secondary = False
     try:
         section = importlib.import_module(module_path).build(ctx)
     except Exception as error:  # noqa: BLE001 - a failing section becomes a failure box; the rest renders
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         section = Section(name, name.replace("_", " ").capitalize(), error=detail)
+        secondary = bool(getattr(error, "secondary", False))
+        if not secondary and dist.active():
+            dist.announce_failure()  # the other ranks' pending collectives stop instead of waiting
     section.seconds = time.perf_counter() - start
     if dist.active():
-        _agree(section)
+        _agree(section, secondary)
     return section
 
 
-def _agree(section: Section) -> None:
+def _agree(section: Section, secondary: bool) -> None:
     """At a section's end every process learns every other's outcome and all take the same step.
 
-    A section that failed on every process becomes the same failure box everywhere; one that
-    failed on some processes only cannot be completed, so the run stops: the first failing process
-    raises its error and the others raise a secondary ``DistributedError`` (not printed twice).
+    A section that failed on every process by itself becomes the same failure box everywhere. One
+    that failed on some processes only cannot be completed, so the run stops: the first process
+    that failed by itself raises its error and the others raise a secondary ``DistributedError``
+    (which launchers do not print again).
     """
-    errors = dist.agree_on_errors(section.error)
-    failed = [r for r, e in enumerate(errors) if e is not None]
-    if not failed or len(failed) == len(errors):
-        section.error = errors[0]
-        return
     rank = dist.rank_and_world()[0]
-    raise DistributedError(f"section {section.id!r} failed on rank {failed[0]}: {errors[failed[0]]}",
-                           secondary=rank != failed[0])
+    try:
+        outcomes = dist.agree_on_errors((section.error, secondary))
+    except DistributedError:
+        if section.error is not None and not secondary:  # the others are gone: report this rank's own error
+            raise DistributedError(f"section {section.id!r} failed on rank {rank}: {section.error}") from None
+        raise
+    own = [r for r, (e, sec) in enumerate(outcomes) if e is not None and not sec]
+    if len(own) == len(outcomes):
+        section.error = outcomes[0][0]
+        return
+    if not own and all(e is None for e, _ in outcomes):
+        return
+    first = own[0] if own else next(r for r, (e, _) in enumerate(outcomes) if e is not None)
+    raise DistributedError(f"section {section.id!r} failed on rank {first}: {outcomes[first][0]}",
+                           secondary=rank != first)
 
 
 def _applies(name: str, ctx: ReportContext) -> bool:

@@ -294,6 +294,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise
         if getattr(error, "secondary", False):  # another process failed first and reports its own error
             return EXIT_USAGE
+        from robustness.distributed import active, announce_failure
+        if active():
+            announce_failure()  # the other ranks stop waiting for this one
         print(f"xaiscope {args.command}: error: {_rank_prefix()}{error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import time
 from typing import Any, List, Optional, Tuple
 
 import torch
@@ -28,11 +29,12 @@ import torch
 from explain.errors import DistributedError, InputValueError
 
 __all__ = ["init_from_env", "rank_and_world", "active", "is_main", "shard_indices", "local_range", "all_reduce_sum",
-           "gather_in_order", "gather_rows", "gather_objects", "agree_on_errors", "traffic", "DEFAULT_TIMEOUT"]
+           "gather_in_order", "gather_rows", "gather_objects", "agree_on_errors", "announce_failure", "failures_announced", "traffic", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = 600.0
 _TRAFFIC = {"all_reduce": 0, "gather": 0}
 _CONTROL: dict = {}
+_HANDLED = [0]  # failures announced before the last agreement; newer ones stop pending collectives
 
 
 def _timeout() -> float:
@@ -143,13 +145,56 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def _guard(what: str, fn, *args):
+def _store():
+    """The process group's key-value store (where failures are announced), or None if unreachable."""
     try:
-        return fn(*args)
+        from torch.distributed.distributed_c10d import _get_default_store
+        return _get_default_store()
+    except Exception:  # noqa: BLE001 - without a store, collectives still time out instead of hanging
+        return None
+
+
+_FAILURE_KEY = "xaiscope/failures"
+
+
+def announce_failure() -> None:
+    """Tell the other processes that this one failed, so their pending collectives stop at once."""
+    store = _store() if active() else None
+    if store is not None:
+        try:
+            store.add(_FAILURE_KEY, 1)
+        except Exception:  # noqa: BLE001 - best effort: the collective timeout still applies
+            pass
+
+
+def failures_announced() -> int:
+    """How many failures processes have announced so far (0 outside a process group)."""
+    store = _store() if active() else None
+    if store is None:
+        return 0
+    try:
+        return int(store.add(_FAILURE_KEY, 0))
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def _guard(what: str, fn, *args):
+    """Run a collective asynchronously and wait for it, stopping early when another process failed."""
+    rank, world = rank_and_world()
+    try:
+        if failures_announced() > _HANDLED[0]:
+            raise DistributedError(f"{what} not started on rank {rank} of {world}: another process failed",
+                                   secondary=True)
+        work = fn(*args, async_op=True)
+        while not work.is_completed():
+            time.sleep(0.005)
+            if failures_announced() > _HANDLED[0]:
+                raise DistributedError(f"{what} stopped on rank {rank} of {world}: another process failed",
+                                       secondary=True)
+        work.wait()
     except DistributedError:
         raise
     except Exception as error:  # noqa: BLE001 - a peer that died or timed out, in whatever form the backend says it
-        rank, world = rank_and_world()
         raise DistributedError(f"{what} failed on rank {rank} of {world}: another process stopped or did not answer "
                                f"within the timeout ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})",
                                secondary=True) from error
@@ -244,7 +289,11 @@ def gather_objects(obj: Any) -> List[Any]:
     import torch.distributed as td
 
     out: List[Any] = [None] * rank_and_world()[1]
-    _guard("object gather", td.all_gather_object, out, obj, _control_group())
+    try:
+        td.all_gather_object(out, obj, _control_group())
+    except Exception as error:  # noqa: BLE001 - a peer that died or timed out
+        raise DistributedError(f"object gather failed on rank {rank_and_world()[0]}: another process stopped or did "
+                               f"not answer within the timeout ({type(error).__name__})", secondary=True) from error
     return out
 
 
@@ -259,13 +308,15 @@ def _control_group():
     return _CONTROL[key]
 
 
-def agree_on_errors(error: Optional[str]) -> List[Optional[str]]:
+def agree_on_errors(error: Any) -> List[Any]:
     """Every process's error (or ``None``) at a section boundary, in rank order.
 
     All processes call it after a unit of work, whether it failed or not, so all of them learn
     the same outcome and take the same next step.
     """
-    return gather_objects(error)
+    out = gather_objects(error)
+    _HANDLED[0] = failures_announced()
+    return out
 
 
 def traffic() -> dict:
