@@ -3,7 +3,7 @@
 ``python -m tests.distributed._worker FOLDER [fail-rank]``: reads ``FOLDER/w.pt`` and
 ``FOLDER/data.pt``, joins the process group the environment describes and builds the report with
 ``FOLDER/out`` as output (only rank 0 writes). With a fail rank, that rank's model raises inside
-the robustness section, after the sections before it have run.
+the performance section, after the model card has run.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from robustness import distributed as dist
 
 SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood"]
 CONFIG = {
-    "explanations": {"methods": ["gradcam", "integrated_gradients"], "samples": 5},
-    "robustness": {"methods": ["pgd"], "eps": [0, 0.03, 0.1], "steps": 3, "bisect_steps": 2,
+    "explanations": {"methods": ["gradcam", "integrated_gradients"], "samples": 3,
+                     "params": {"integrated_gradients": {"steps": 8}}},
+    "robustness": {"methods": ["pgd"], "eps": [0, 0.03, 0.1], "steps": 2, "bisect_steps": 1,
                    "corruptions": ["gaussian_noise", "contrast"], "severities": [2, 5]},
     "ood": {"methods": ["msp", "energy", "mahalanobis", "knn", "vim"], "params": {"knn": {"k": 3}}},
 }
@@ -28,7 +29,7 @@ CLASSES = ["square", "plus", "cross", "blank"]
 
 
 class FailsOnRank(torch.nn.Module):
-    """A model that raises on one rank once ``armed`` (the explanations section has run by then)."""
+    """A model that raises on one rank once ``armed`` (the model card has run by then)."""
 
     def __init__(self, net: torch.nn.Module, rank: int) -> None:
         super().__init__()
@@ -50,13 +51,13 @@ def build(folder: Path, fail_rank: int = -1):
     model = FailsOnRank(net, fail_rank)
     wrapper = explain.ModelWrapper(model, input_kind="image", class_names=CLASSES)
     if fail_rank >= 0:
-        import reports.sections.robustness as rob
-        original = rob.build
+        import reports.sections.performance as perf
+        original = perf.build
 
         def arm_then_build(ctx):
             model.armed = True
             return original(ctx)
-        rob.build = arm_then_build
+        perf.build = arm_then_build
     return build_report(wrapper, (data["x"], data["y"]), out=folder / "out", sections=SECTIONS, config=CONFIG,
                         seed=3, force=True)
 

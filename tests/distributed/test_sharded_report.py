@@ -59,13 +59,13 @@ def _spawn(folder: Path, world: int, fail_rank: int = -1) -> list:
 
 @pytest.fixture(scope="module")
 def folder(cnn, tmp_path_factory) -> Path:
-    """Weights of the trained planted-image CNN and 47 samples (a prime: no world size divides it)."""
+    """Weights of the trained planted-image CNN and 37 samples (a prime: no world size divides it)."""
     path = tmp_path_factory.mktemp("sharded")
     state = _worker.SmallCNN(num_classes=len(_worker.CLASSES))
     assert len(cnn.wrapper.class_names) == len(_worker.CLASSES)
     state.load_state_dict(cnn.net.state_dict())
     torch.save(state.state_dict(), path / "w.pt")
-    torch.save({"x": cnn.x[:47].clone(), "y": cnn.y[:47].clone()}, path / "data.pt")
+    torch.save({"x": cnn.x[:37].clone(), "y": cnn.y[:37].clone()}, path / "data.pt")
     return path
 
 
