@@ -41,6 +41,13 @@ class FailsOnRank(torch.nn.Module):
         return self.net(x)
 
 
+def failing_cnn() -> torch.nn.Module:
+    """A CLI model factory: the digits-sized CNN, raising on rank 1 from its first forward pass."""
+    model = FailsOnRank(SmallCNN(num_classes=len(CLASSES)), 1)
+    model.armed = True
+    return model
+
+
 def build(folder: Path, fail_rank: int = -1):
     from reports import build_report
     from reports.sections import SECTION_BUILDERS  # noqa: F401 - the registry the sections come from

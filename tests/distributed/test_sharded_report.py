@@ -103,3 +103,18 @@ def test_a_rank_that_fails_inside_a_section_stops_every_rank_with_its_error_prin
     assert stderr.count("planted failure on rank 1") == 1, stderr
     assert "rank 1" in results[1][1]
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_torchrun_cli_stops_every_rank_when_one_cannot_run_the_model(folder, tmp_path):
+    model = _worker.failing_cnn()
+    model.net.load_state_dict(torch.load(folder / "w.pt", weights_only=True))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "reports.cli",
+           "report", "--model", "tests.distributed._worker:failing_cnn", "--weights", str(tmp_path / "w.pt"),
+           "--kind", "image", "--data", str(folder / "data.pt"), "--class-names", ",".join(_worker.CLASSES),
+           "--out", str(tmp_path / "out"), "--quiet"]
+    done = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert done.returncode != 0
+    assert done.stderr.count("planted failure on rank 1") == 1, done.stderr
+    assert "xaiscope report: error: rank 1 of 2:" in done.stderr
+    assert not (tmp_path / "out").exists()
