@@ -137,7 +137,12 @@ class Mahalanobis(Detector):
 
 
 class KNN(Detector):
-    """k-th nearest-neighbour distance of normalised features. Example: ``ood_detector("knn", k=10)``."""
+    """k-th nearest-neighbour distance of normalised features. Example: ``ood_detector("knn", k=10)``.
+
+    Fitted inside a process group (without ``max_bank``), each rank keeps its block of the
+    feature bank (``sharded_``); scoring is then collective: every rank must call ``score`` at the
+    same time (each with its own inputs), and each rank's k nearest are merged.
+    """
 
     name = "knn"
     needs_features = True
