@@ -16,7 +16,8 @@ all, and each also derives from the matching built-in exception so existing hand
     ├── ModelCallError(ToolkitError, RuntimeError)      the model's own forward pass raised on the input
     ├── OutputExistsError(ToolkitError, FileExistsError)  a report's ``out`` holds files that are not a report
     ├── SinglePassDataError(ToolkitError, TypeError)    a one-shot iterator where two passes are needed
-    └── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
+    ├── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
+    └── DistributedError(ToolkitError, RuntimeError)   a process group could not form, or a peer failed
 
 Messages say what was expected, what arrived and, where possible, what to do.
 """
@@ -38,6 +39,7 @@ __all__ = [
     "OutputExistsError",
     "SinglePassDataError",
     "OptionalDependencyError",
+    "DistributedError",
 ]
 
 
@@ -109,3 +111,15 @@ class SinglePassDataError(ToolkitError, TypeError):
 
 class OptionalDependencyError(ToolkitError, ImportError):
     """An optional extra is needed; the message names the ``pip install`` command."""
+
+
+class DistributedError(ToolkitError, RuntimeError):
+    """A process group could not be formed, or a collective failed because another process stopped.
+
+    ``secondary`` is True when the cause lies in another process (it reports its own error), so a
+    launcher prints the failing process's message once instead of once per process.
+    """
+
+    def __init__(self, message: str, *, secondary: bool = False) -> None:
+        super().__init__(message)
+        self.secondary = secondary

@@ -11,7 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 def to_png(fig: "matplotlib.figure.Figure", dpi: int = 110) -> bytes:
-    """Render ``fig`` to PNG bytes and close it."""
+    """Render ``fig`` to PNG bytes and close it.
+
+    Inside a process group only rank 0 writes the report, so the other ranks skip the rendering
+    and return no bytes.
+    """
+    from robustness.distributed import is_main
+
+    if not is_main():
+        plt.close(fig)
+        return b""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)

@@ -18,7 +18,8 @@ import torch
 import explain
 from explain.attribution import jsonable
 from explain.data import collect, stream
-from explain.errors import InputShapeError
+from explain.errors import DistributedError, EmptyDataError, InputShapeError
+from robustness import distributed as dist
 
 from . import html
 from ._save import FIGURES_DIR, check_output, write_report
@@ -119,13 +120,45 @@ def _figures(sections: Sequence[Section]) -> List[tuple]:
 
 def _run_section(name: str, module_path: str, ctx: ReportContext) -> Section:
     start = time.perf_counter()
+    secondary = False
     try:
         section = importlib.import_module(module_path).build(ctx)
     except Exception as error:  # noqa: BLE001 - a failing section becomes a failure box; the rest renders
         detail = "".join(traceback.format_exception_only(type(error), error)).strip()
         section = Section(name, name.replace("_", " ").capitalize(), error=detail)
+        secondary = bool(getattr(error, "secondary", False))
+        if not secondary and dist.active():
+            dist.announce_failure()  # the other ranks' pending collectives stop instead of waiting
     section.seconds = time.perf_counter() - start
+    if dist.active():
+        _agree(section, secondary)
     return section
+
+
+def _agree(section: Section, secondary: bool) -> None:
+    """At a section's end every process learns every other's outcome and all take the same step.
+
+    A section that failed on every process by itself becomes the same failure box everywhere. One
+    that failed on some processes only cannot be completed, so the run stops: the first process
+    that failed by itself raises its error and the others raise a secondary ``DistributedError``
+    (which launchers do not print again).
+    """
+    rank = dist.rank_and_world()[0]
+    try:
+        outcomes = dist.agree_on_errors((section.error, secondary))
+    except DistributedError:
+        if section.error is not None and not secondary:  # the others are gone: report this rank's own error
+            raise DistributedError(f"section {section.id!r} failed on rank {rank}: {section.error}") from None
+        raise
+    own = [r for r, (e, sec) in enumerate(outcomes) if e is not None and not sec]
+    if len(own) == len(outcomes):
+        section.error = outcomes[0][0]
+        return
+    if not own and all(e is None for e, _ in outcomes):
+        return
+    first = own[0] if own else next(r for r, (e, _) in enumerate(outcomes) if e is not None)
+    raise DistributedError(f"section {section.id!r} failed on rank {first}: {outcomes[first][0]}",
+                           secondary=rank != first)
 
 
 def _applies(name: str, ctx: ReportContext) -> bool:
@@ -209,6 +242,27 @@ def _stream_data(model, data: Any, max_samples: Optional[int], keep: int, batch_
     return cat(xs), (None if ys[0] is None else cat(ys)), n, outcomes, cat(probs)
 
 
+def _shard_data(model, data: Any, max_samples: Optional[int], keep: int):
+    """In a process group: the data read whole on every rank, each rank's outcomes for its own block.
+
+    Returns ``(x, y, n, outcomes)``: the first ``keep`` inputs and labels, the number of samples,
+    and ``{"y", "pred", "conf"}`` of this rank's block (the performance section all-reduces their counts).
+    """
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise InputShapeError(f"keep_samples must be a positive integer, got {keep!r}")
+    x, y = collect(data, max_samples=max_samples, name="data")
+    model.check_inputs(x, name="data")
+    if y is not None:
+        y = model.check_labels(y, x, name="labels")
+    part = dist.local_range(len(x))
+    if part.stop > part.start:
+        conf, pred = torch.softmax(model.logits(x[part]), dim=1).max(dim=1)
+    else:
+        conf, pred = torch.zeros(0), torch.zeros(0, dtype=torch.long)
+    outcomes = {"y": None if y is None else y[part], "pred": pred, "conf": conf}
+    return x[:keep], (None if y is None else y[:keep]), len(x), outcomes
+
+
 def build_report(
     model: explain.ModelWrapper,
     data: Any,
@@ -262,6 +316,11 @@ def build_report(
         masks: ground-truth masks shaped like the attribution maps (``N×H×W`` / ``N×T``), aligned
             with ``data``; the trust section then reports pointing game and relevance mass.
 
+    Inside a ``torch.distributed`` process group (``torchrun``) every rank calls this with the same
+    arguments: each section's sample work is split across the ranks and combined (counts by
+    all-reduce, per-sample outcomes gathered in sample order), every rank returns the same numbers,
+    and only rank 0 renders figures and writes ``out``.
+
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
 
@@ -271,6 +330,7 @@ def build_report(
             empty data set), or labels outside the model's classes.
         UnsupportedModelError: ``class_names`` does not match the model's number of outputs.
         ModelCallError: the model's forward pass fails on the data.
+        DistributedError: in a process group, a section failed on some ranks only, or another rank stopped.
 
     Example:
         >>> rep = reports.build_report(m, (x, y), out="reports-out/run1")   # doctest: +SKIP
@@ -280,7 +340,11 @@ def build_report(
     if out is not None:
         check_output(out, force)  # fail before the work, not after it
     start = time.perf_counter()
-    x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples, batch_size)
+    if dist.active():
+        x, y, n_evaluated, outcomes = _shard_data(model, data, max_samples, keep_samples)
+        head_probs = None
+    else:
+        x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples, batch_size)
     ood_x = None
     if ood_data is not None:
         ood_x, _ = collect(ood_data, max_samples=len(x), name="ood_data")
@@ -299,7 +363,9 @@ def build_report(
                         history=None if history is None else str(history))
     wanted = list(sections) if sections is not None else [s for s in SECTION_BUILDERS if _applies(s, ctx)]
     ctx.cache["sections"] = tuple(wanted)
-    ctx.cache.update({"probs": head_probs, "outcomes": outcomes, "n_evaluated": n_evaluated})
+    ctx.cache.update({"outcomes": outcomes, "n_evaluated": n_evaluated})
+    if head_probs is not None:
+        ctx.cache["probs"] = head_probs
     if masks is not None:
         ctx.cache["masks"] = masks
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]
@@ -313,8 +379,9 @@ def build_report(
         "model": d["architecture"], "input_kind": d["input_kind"], "num_classes": d["num_classes"],
         "class_names": d["class_names"], "device": d["device"], "precision": d["precision"],
         "samples": n_evaluated, "kept_samples": len(x), "seed": seed, "config": cfg, "seconds": round(time.perf_counter() - start, 3),
+        "world_size": dist.rank_and_world()[1],
     }
     report = Report(title or f"{d['architecture']} — xaiscope audit", built, meta)
-    if out is not None:
+    if out is not None and dist.is_main():  # in a process group only rank 0 writes
         report.save(out, force=force)
     return report

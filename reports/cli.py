@@ -179,6 +179,9 @@ def cmd_report(args) -> int:
                        seed=int(s.get("seed") or 0), vocab=vocab, force=bool(getattr(args, "force", False)),
                        history=s.get("history"))
     index = Path(out) / "index.html"
+    from robustness.distributed import is_main
+    if not is_main():  # rank 0 prints and writes; the others only compute
+        return EXIT_CHECK_FAILED if rep.failed else EXIT_OK
     if not args.quiet:
         for c in rep.checks:
             print(f"  [{c.status}] {c.text or c.name}", file=sys.stderr)
@@ -255,6 +258,13 @@ def cmd_verify(args) -> int:
     return EXIT_OK
 
 
+def _rank_prefix() -> str:
+    """``"rank 1 of 3: "`` inside a process group, else nothing."""
+    from robustness.distributed import rank_and_world
+    rank, world = rank_and_world()
+    return f"rank {rank} of {world}: " if world > 1 else ""
+
+
 COMMANDS = {"monitor": cmd_monitor, "methods": cmd_methods, "demo": cmd_demo, "report": cmd_report, "explain": cmd_explain,
             "verify": cmd_verify}
 
@@ -275,15 +285,32 @@ def main(argv: Optional[List[str]] = None) -> int:
         os.environ.setdefault("TQDM_DISABLE", "1")
     from explain.errors import ToolkitError
     try:
+        if args.command == "report":
+            from robustness.distributed import init_from_env
+            init_from_env()  # under torchrun: join the process group; a plain run: nothing happens
         return COMMANDS[args.command](args)
     except (UsageError, ToolkitError, OSError) as error:
         if args.debug:
             raise
-        print(f"xaiscope {args.command}: error: {error}", file=sys.stderr)
+        if getattr(error, "secondary", False):  # another process failed first and reports its own error
+            return EXIT_USAGE
+        from robustness.distributed import active, announce_failure
+        if active():
+            announce_failure()  # the other ranks stop waiting for this one
+        print(f"xaiscope {args.command}: error: {_rank_prefix()}{error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("xaiscope: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _leave_group()
+
+
+def _leave_group() -> None:
+    """Leave the process group (if this run joined one) so the other ranks see a closed peer at once."""
+    import torch.distributed as td
+    if td.is_available() and td.is_initialized():
+        td.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import time
 import warnings
+import zlib
 from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from explain.data import stream
-from explain.errors import InputShapeError, UnknownMethodError
+from explain.data import collect, stream
+from explain.errors import EmptyDataError, InputShapeError, UnknownMethodError
 from explain import check_wrapper
 
+from . import distributed as dist
+from .attacks._base import sample_seeds
 from .registry import CORRUPTIONS, DEFAULT_CORRUPTIONS, attack_spec
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
 from .sweep import curve_from_minimal, default_budgets, make_attack, minimal_budgets
@@ -59,6 +62,10 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                     *, seed: int = 0, max_samples: Optional[int] = None, minimal_eps: bool = True,
                     bisect_steps: int = 5, batch_size: int = 256, **params: Any) -> RobustAccuracyResult:
     """Accuracy under attack at each budget, and each sample's minimal flipping budget.
+
+    Inside a ``torch.distributed`` process group every rank passes the same data and attacks its
+    own block of samples; the minimal budgets are gathered back in sample order, so every rank
+    returns the same result, equal to a single process's (random starts are seeded per sample).
 
     The curve cannot rise with the budget: a sample fooled at one budget counts as fooled at every
     larger one (the adversarial input lies inside the larger ball too). With ``minimal_eps`` each
@@ -114,16 +121,24 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         eps = sorted(float(e) for e in eps)
         if not eps:
             raise InputShapeError("eps: give at least one budget")
-    parts = []
-    for x, y in stream(data, batch_size, max_samples=max_samples):
+    if dist.active():  # every rank passes the same data and attacks its own block of samples
+        x, y = collect(data, max_samples=max_samples)
+        batches = [(x, y)]
+    else:
+        batches = stream(data, batch_size, max_samples=max_samples)
+    parts, total = [], 0
+    for x, y in batches:
         if y is None:
             raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         x = wrapper.check_inputs(x)
         y = wrapper.check_labels(y, x)
         if eps is None:  # chosen from the first batch, before any sample is attacked
             eps = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params))
-        parts.append(minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
-                                     bisect_steps=bisect_steps if minimal_eps else 0))
+        part = dist.local_range(len(x))  # the whole batch outside a process group
+        local = (minimal_budgets(wrapper, x[part], y[part], method, eps, seed=seed, params=params,
+                                 bisect_steps=bisect_steps if minimal_eps else 0)
+                 if part.stop > part.start else torch.zeros(0))
+        parts.append(dist.gather_in_order(local, len(x)))
     mins = torch.cat(parts)
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
@@ -151,9 +166,11 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     """Accuracy on corrupted copies of the data, per corruption and severity.
 
     The data is streamed in batches of ``batch_size`` samples (source batches are split or joined
-    to that size, see :func:`explain.data.stream`); only correct counts are kept. The random draws
-    of batch ``b`` (samples ``b·batch_size …``) are seeded from ``seed``, the corruption, the
-    severity and ``b``, so the numbers do not depend on how ``data`` was batched.
+    to that size, see :func:`explain.data.stream`); only correct counts are kept. Each sample's
+    corruption is drawn from its own generator, seeded from ``seed``, the corruption, the severity
+    and the sample's values, so a sample is corrupted the same way in any batch and on any rank.
+    Inside a ``torch.distributed`` process group every rank passes the same data, evaluates its own
+    block of samples, and the counts of correct predictions are all-reduced.
 
     Args:
         data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of
@@ -188,22 +205,38 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
     severities = [int(s) for s in severities]
-    clean, n = 0, 0
-    hits = {name: [0] * len(severities) for name in names}
-    for b, (x, y) in enumerate(stream(data, batch_size, max_samples=max_samples)):
+    if dist.active():  # every rank passes the same data and evaluates its own block of samples
+        x, y = collect(data, max_samples=max_samples)
+        batches = [(x, y)]
+    else:
+        batches = stream(data, batch_size, max_samples=max_samples)
+    counts = torch.zeros(1 + len(names) * len(severities), dtype=torch.float64)
+    n = 0
+    for x, y in batches:
         if y is None:
             raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         wrapper.check_inputs(x)
         y = wrapper.check_labels(y, x)
         n += len(x)
-        clean += int((wrapper.predict(x) == y).sum())
-        ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
+        part = dist.local_range(len(x))  # the whole batch outside a process group
+        xs, ys = x[part], y[part]
+        if not len(xs):
+            continue
+        ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(xs)}
                if wrapper.input_kind == "tokens" else {})
-        for i, name in enumerate(names):
-            for j, s in enumerate(severities):
-                gen = torch.Generator().manual_seed(seed * 1000 + i * 10 + s + 1_000_003 * b)
-                xc = table[name].apply(x, s, gen, **ids)
-                hits[name][j] += int((wrapper.predict(xc) == y).sum())
-    acc = {name: [_share(h, n) for h in row] for name, row in hits.items()}
-    return CorruptionResult(clean_accuracy=_share(clean, n), severities=severities, accuracy=acc, seed=seed,
+        base = sample_seeds(xs, seed)
+        local = [int((wrapper.predict(xs) == ys).sum())]
+        for name in names:
+            for s in severities:
+                tag = zlib.crc32(f"{name}/{s}".encode())
+                gens = [torch.Generator().manual_seed((b ^ tag) & ((1 << 63) - 1)) for b in base]
+                xc = table[name].apply(xs, s, gens, **ids)
+                local.append(int((wrapper.predict(xc) == ys).sum()))
+        counts += torch.tensor(local, dtype=torch.float64)
+    if n == 0:
+        raise EmptyDataError("corruption_accuracy: the data holds no samples")
+    total = [int(v) for v in dist.all_reduce_sum(counts)]
+    acc = {name: [_share(h, n) for h in total[1 + i * len(severities): 1 + (i + 1) * len(severities)]]
+           for i, name in enumerate(names)}
+    return CorruptionResult(clean_accuracy=_share(total[0], n), severities=severities, accuracy=acc, seed=seed,
                             seconds=time.perf_counter() - start, n=n)

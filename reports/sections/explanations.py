@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import List
 
 import torch
@@ -12,7 +13,9 @@ from explain.registry import get_explainer
 from .. import figures, figures_attention
 from .._png import to_png
 from ..report import Figure, ReportContext, Section, Table, Text, TokenStrips
-from .performance import predictions
+from robustness import distributed as dist
+
+from .performance import predicted
 
 CONFIG_KEYS: dict[str, str] = {"methods": "explainers in the gallery (names from explain.available_explainers())",
                "params": "per-explainer parameters, {method: {name: value}}",
@@ -55,20 +58,14 @@ def build(ctx: ReportContext) -> Section:
     params = cfg.get("params", {})
     k = int(cfg.get("samples", 6))
     m = ctx.wrapper
-    probs = predictions(ctx)
+    pred, conf = predicted(ctx)
     names = m.class_names  # after a forward pass: known even without class_names
-    pred = probs.argmax(1)
     idx = choose_samples(pred, ctx.y, k, ctx.seed)
     x = ctx.x[idx]
     blocks: list = []
-    results = {}
-    failures = {}
-    for method in methods:
-        try:
-            results[method] = get_explainer(method)(m, x, pred[idx], **params.get(method, {}))
-        except Exception as error:  # noqa: BLE001 - one failing method must not hide the others
-            failures[method] = f"{type(error).__name__}: {error}"
-            blocks.append(Text(f"{method} could not be computed: {failures[method]}", kind="warning"))
+    results, failures = _explain_shared(m, ctx.x, pred, idx, methods, params)
+    for method, error in failures.items():
+        blocks.append(Text(f"{method} could not be computed: {error}", kind="warning"))
     ok = [mt for mt in methods if mt in results]
     attn = None
     if attention_backend(m.model) is not None and cfg.get("attention", True):
@@ -90,7 +87,7 @@ def build(ctx: ReportContext) -> Section:
         p = int(pred[i])
         truth = None if ctx.y is None else int(ctx.y[i])
         verdict = "" if truth is None else ("correct" if truth == p else f"MISCLASSIFIED (true: {names[truth]})")
-        title = f"sample {i}: predicted {names[p]} ({float(probs[i, p]):.0%}) {verdict}".strip()
+        title = f"sample {i}: predicted {names[p]} ({float(conf[i]):.0%}) {verdict}".strip()
         maps = [figures.normalise(results[mt].values[row]) for mt in ok]
         notes = [_note(results[mt], row) + (f" · ⚠ failed {', '.join(marks[mt])}" if mt in marks else "") for mt in ok]
         shown = list(ok)
@@ -99,7 +96,7 @@ def build(ctx: ReportContext) -> Section:
             maps.append(figures.normalise(rolled - rolled.min()))  # relative: 0 = least attended
             notes.append("attention, not attribution")
             shown.append("attention rollout")
-        summary["samples"].append({"index": i, "predicted": p, "label": truth, "confidence": float(probs[i, p]),
+        summary["samples"].append({"index": i, "predicted": p, "label": truth, "confidence": float(conf[i]),
                                    "quality": {mt: {q: float(v[row]) for q, v in results[mt].quality.items()} for mt in ok}})
         if not shown:
             continue
@@ -125,6 +122,41 @@ def build(ctx: ReportContext) -> Section:
     if len(idx) == 0:
         blocks.append(Text("No samples to explain."))
     return Section("explanations", "Explanations", blocks=blocks, summary=summary)
+
+
+def _explain_shared(m, xs: torch.Tensor, pred: torch.Tensor, idx: torch.Tensor, methods: List[str], params: dict):
+    """Every method on the chosen samples; inside a process group each rank explains its block of them.
+
+    Returns ``(results, failures)``: an ``Attribution`` per method over all of ``idx`` in order, and
+    the error of each method that failed on any rank.
+    """
+    part = dist.shard_indices(len(idx))
+    mine = idx[part.start:part.stop]
+    local: dict = {}
+    for method in methods:
+        if not len(mine):
+            local[method] = None
+            continue
+        try:
+            local[method] = get_explainer(method)(m, xs[mine], pred[mine], **params.get(method, {}))
+        except Exception as error:  # noqa: BLE001 - one failing method must not hide the others
+            local[method] = f"{type(error).__name__}: {error}"
+    blocks = dist.gather_objects(local)
+    results, failures = {}, {}
+    for method in methods:
+        parts = [b[method] for b in blocks if b[method] is not None]
+        errors = [p for p in parts if isinstance(p, str)]
+        if errors:
+            failures[method] = errors[0]
+        elif len(parts) == 1:
+            results[method] = parts[0]
+        elif parts:
+            first = parts[0]
+            results[method] = dataclasses.replace(
+                first, values=torch.cat([a.values for a in parts]), target=torch.cat([a.target for a in parts]),
+                seconds=sum(a.seconds for a in parts),
+                quality={q: torch.cat([a.quality[q] for a in parts]) for q in first.quality})
+    return results, failures
 
 
 def _attention_blocks(ctx: ReportContext, attn, idx: torch.Tensor) -> list:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import platform
 
+from robustness import distributed as dist
+
 from ..report import ReportContext, Section, Table
 
 CONFIG_KEYS: dict[str, str] = {}
@@ -37,6 +39,7 @@ def build(ctx: ReportContext) -> Section:
         ["feature layer (head)", d["feature_layer"] or "—"],
         ["evaluation samples", str(ctx.cache.get("n_evaluated", len(ctx.x)))],
         ["seed", str(ctx.seed)],
+        ["processes (world size)", str(dist.rank_and_world()[1])],
     ]
     versions = library_versions()
     blocks = [
@@ -46,5 +49,6 @@ def build(ctx: ReportContext) -> Section:
         Table(["configuration"], [[json.dumps(ctx.config, indent=1, sort_keys=True, default=str)]],
               caption="Configuration that produced this report", sortable=False),
     ]
-    summary = {"model": d, "input_shape": shape, "samples": ctx.cache.get("n_evaluated", len(ctx.x)), "seed": ctx.seed, "versions": versions}
+    summary = {"model": d, "input_shape": shape, "samples": ctx.cache.get("n_evaluated", len(ctx.x)), "seed": ctx.seed,
+               "versions": versions, "world_size": dist.rank_and_world()[1]}
     return Section("model_card", "Model card", blocks=blocks, summary=summary)

@@ -1,5 +1,9 @@
 """Performance: accuracy, macro and per-class precision/recall/F1, confusion matrix, calibration.
 
+Every number here is read off two sums over samples, the confusion counts and the calibration
+bins' (count, correct, confidence), so inside a process group each rank counts its own block and
+the sums are all-reduced.
+
 Macro averages run over the classes that occur in the labels or the predictions (scikit-learn's
 ``labels=``): a class absent from both has no precision or recall to average, and counting it as 0
 would report 80 % macro-F1 for a perfect classifier on a set missing a fifth of the classes. The
@@ -10,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+from robustness import distributed as dist
 
 from .. import figures
 from .._png import to_png
@@ -54,11 +59,49 @@ def present_classes(y: np.ndarray, pred: np.ndarray) -> list:
     return sorted(set(np.asarray(y).tolist()) | set(np.asarray(pred).tolist()))
 
 
+def local_predictions(ctx: ReportContext):
+    """Probabilities for this process's block of the evaluation samples (all of them in one process), cached."""
+    if "local_probs" not in ctx.cache:
+        part = dist.local_range(len(ctx.x))
+        ctx.cache["local_probs"] = torch.softmax(ctx.wrapper.logits(ctx.x[part]), dim=1) if part.stop > part.start \
+            else torch.zeros(0, len(ctx.wrapper.class_names))
+    return ctx.cache["local_probs"]
+
+
+def predicted(ctx: ReportContext):
+    """``(predicted class, its probability)`` for every evaluation sample, gathered in sample order and cached."""
+    if "predicted" not in ctx.cache:
+        probs = local_predictions(ctx)
+        conf, pred = probs.max(1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+        both = dist.gather_in_order(torch.stack([pred.double(), conf.double()], dim=1), len(ctx.x))
+        ctx.cache["predicted"] = (both[:, 0].long(), both[:, 1].float())
+    return ctx.cache["predicted"]
+
+
 def predictions(ctx: ReportContext):
-    """Probabilities for the evaluation samples, computed once per report and cached."""
+    """Probabilities ``N×K`` for every evaluation sample, gathered in sample order and cached."""
     if "probs" not in ctx.cache:
-        ctx.cache["probs"] = torch.softmax(ctx.wrapper.logits(ctx.x), dim=1)
+        ctx.cache["probs"] = dist.gather_in_order(local_predictions(ctx), len(ctx.x))
     return ctx.cache["probs"]
+
+
+def counts(probs: torch.Tensor, y: torch.Tensor, k: int, bins: int = 15) -> tuple:
+    """Confusion counts ``K×K`` and per-bin sums ``3×bins`` (count, correct, confidence) of one block.
+
+    Both are sums over samples, so the blocks of a process group combine by all-reduce.
+    """
+    conf, pred = probs.double().max(1) if len(probs) else (torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
+    return counts_from_outcomes(pred, conf, y, k, bins)
+
+
+def scores_from_counts(cm: np.ndarray):
+    """Per-class precision, recall, F1 and support from a confusion matrix (rows: labels), 0 where undefined."""
+    tp = np.diag(cm).astype(float)
+    predicted_n, support = cm.sum(0).astype(float), cm.sum(1).astype(float)
+    p = np.divide(tp, predicted_n, out=np.zeros_like(tp), where=predicted_n > 0)
+    r = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f = np.divide(2 * p * r, p + r, out=np.zeros_like(tp), where=(p + r) > 0)
+    return p, r, f, support.astype(int)
 
 
 def _threshold(checks, name, value, threshold, higher_is_better, text):
@@ -71,35 +114,54 @@ def _threshold(checks, name, value, threshold, higher_is_better, text):
                         f"{text} ({'meets' if ok else 'misses'} {rel} {threshold:.3g})"))
 
 
-def outcomes(ctx: ReportContext) -> dict:
-    """Per-sample label, prediction and confidence of every evaluated sample.
+def outcomes(ctx: ReportContext) -> tuple:
+    """``(labels, predicted class, confidence)`` of this process's evaluated samples.
 
-    ``build_report`` streams the data once and leaves them in ``ctx.cache["outcomes"]`` (they may
-    cover more samples than ``ctx.x`` holds); otherwise they come from ``ctx.x``.
+    ``build_report`` streams the data once in a single process and leaves every evaluated sample's
+    outcome in ``ctx.cache["outcomes"]`` (they may cover more samples than ``ctx.x`` holds); in a
+    process group, or without that cache, they come from this process's block of ``ctx.x``.
     """
-    if ctx.cache.get("outcomes") is None:
-        probs = predictions(ctx)
-        conf, pred = probs.max(dim=1)
-        ctx.cache["outcomes"] = {"y": ctx.y, "pred": pred, "conf": conf}
-    return ctx.cache["outcomes"]
+    out = ctx.cache.get("outcomes")
+    if out is not None:
+        return out["y"], out["pred"], out["conf"]
+    probs = local_predictions(ctx)
+    conf, pred = probs.max(1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    return (None if ctx.y is None else ctx.y[dist.local_range(len(ctx.x))]), pred, conf
+
+
+def counts_from_outcomes(pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, k: int, bins: int = 15) -> tuple:
+    """:func:`counts` from per-sample predicted class and confidence alone."""
+    conf, pred = conf.double(), pred.long()
+    cm = torch.bincount(y.long() * k + pred, minlength=k * k).view(k, k).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    idx = torch.clamp(torch.bucketize(conf, edges[1:-1], right=True), 0, bins - 1)
+    sums = torch.zeros(3, bins, dtype=torch.float64)
+    sums[0].index_add_(0, idx, torch.ones_like(conf))
+    sums[1].index_add_(0, idx, (pred == y.long()).double())
+    sums[2].index_add_(0, idx, conf)
+    return cm, sums
 
 
 def build(ctx: ReportContext) -> Section:
-    out = outcomes(ctx)
-    pred = out["pred"].numpy()
+    y, pred, conf = outcomes(ctx)
     names = ctx.wrapper.class_names
-    if out["y"] is None:
+    if y is None:
         return Section("performance", "Performance", blocks=[Text("No labels were given, so accuracy cannot be measured.")],
                        summary={"labels": False})
-    y = out["y"].numpy()
+    # confusion counts and calibration bins are sums: each process counts its block, then all-reduce
+    cm_t, sums = counts_from_outcomes(pred, conf, y, len(names))
+    cm = dist.all_reduce_sum(cm_t).round().long().numpy()
+    sums = dist.all_reduce_sum(sums).numpy()
     labels = list(range(len(names)))
-    present = present_classes(y, pred)
+    present = [i for i in labels if cm[i, :].sum() + cm[:, i].sum() > 0]
     absent = [i for i in labels if i not in present]
-    acc = float(accuracy_score(y, pred))
-    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
-    mp, mr, mf, _ = precision_recall_fscore_support(y, pred, labels=present, average="macro", zero_division=0)
-    cm = confusion_matrix(y, pred, labels=labels)
-    ece, bconf, bacc, bcount = calibration_from_outcomes(out["conf"].numpy(), pred, y)
+    total = max(int(cm.sum()), 1)
+    acc = float(np.trace(cm) / total)
+    p, r, f, s = scores_from_counts(cm)
+    mp, mr, mf = (float(np.mean(v[present])) if present else 0.0 for v in (p, r, f))
+    bcount = sums[0]
+    bacc, bconf = sums[1] / np.maximum(bcount, 1), sums[2] / np.maximum(bcount, 1)
+    ece = float(np.abs(sums[1] - sums[2]).sum() / total)
     cfg = ctx.config.get("checks", {})
     checks: list = []
     _threshold(checks, "accuracy", acc, cfg.get("min_accuracy"), True, f"accuracy {acc:.1%}")
@@ -110,7 +172,7 @@ def build(ctx: ReportContext) -> Section:
     blocks = [
         Table(["metric", "value"], [["accuracy", f"{acc:.2%}"], ["macro precision", f"{mp:.3f}"],
                                     ["macro recall", f"{mr:.3f}"], ["macro F1", f"{mf:.3f}"],
-                                    ["expected calibration error", f"{ece:.3f}"], ["samples", len(y)]],
+                                    ["expected calibration error", f"{ece:.3f}"], ["samples", int(cm.sum())]],
               caption=f"Headline metrics (macro averages over the {len(present)} classes present in the labels "
                       "or predictions)", sortable=False),
         Table(["class", "precision", "recall", "F1", "support"], per_class, caption="Per class (click a header to sort)"),

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._base import Corruption, noise_like
+from ._base import Corruption, noise_like, poisson_rows
 
 
 def gaussian_noise(x, sigma, gen):
@@ -18,7 +18,7 @@ def gaussian_noise(x, sigma, gen):
 
 def shot_noise(x, photons, gen):
     rate = (x.clamp(0, 1) * photons).cpu()
-    return (torch.poisson(rate, generator=gen) / photons).to(x.device, x.dtype).clamp(0, 1)
+    return (poisson_rows(rate, gen) / photons).to(x.device, x.dtype).clamp(0, 1)
 
 
 def gaussian_blur(x, sigma_fraction, gen):

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from ._base import Corruption, noise_like, uniform_like
+from ._base import Corruption, noise_like, randint_rows, randn_rows, uniform_like
 
 PAD_ID, UNK_ID = 0, 1
 
@@ -50,14 +50,14 @@ def series_noise(x, sigma, gen):
 
 def series_scaling(x, spread, gen):
     """Multiply each series by a random factor ``1 + spread · N(0, 1)``."""
-    f = 1 + spread * torch.randn((len(x), 1, 1), generator=gen).to(x.device, x.dtype)
+    f = 1 + spread * randn_rows((len(x), 1, 1), gen).to(x.device, x.dtype)
     return x * f
 
 
 def series_shift(x, fraction, gen):
     """Circular shift in time by ±``fraction`` of the length."""
     t = x.shape[1]
-    shifts = (torch.randint(0, 2, (len(x),), generator=gen) * 2 - 1) * max(1, int(round(fraction * t)))
+    shifts = (randint_rows(2, (len(x),), gen) * 2 - 1) * max(1, int(round(fraction * t)))
     return torch.stack([torch.roll(x[i], int(s), dims=0) for i, s in enumerate(shifts.tolist())])
 
 

@@ -14,11 +14,12 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from explain.data import stream
+from explain.data import collect, stream
 from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, SinglePassDataError,
                             UnknownMethodError)
 from explain import check_wrapper
 
+from .. import distributed as dist
 from ..ood_results import OODEvaluation, OODMethodResult
 from ._base import Detector
 from ._split import split_fit_test
@@ -73,6 +74,18 @@ def ood_detector(name: str, **params: Any) -> Detector:
         raise InputShapeError(f"detector {name!r}: {error}") from None
 
 
+def _scores(det: Detector, data: Any, batch_size: int) -> torch.Tensor:
+    """Scores of ``data``, streamed; inside a process group each rank scores its block and the blocks are gathered."""
+    world = dist.rank_and_world()[1]
+    if world == 1:
+        return det.score_data(data, batch_size)
+    x = collect(data)[0]
+    if len(x) < world:
+        return det.score_data(x, batch_size)
+    part = dist.local_range(len(x))
+    return dist.gather_in_order(det.score(x[part]), len(x))  # one call per rank: KNN's merge is collective
+
+
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
                  *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
                  params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5,
@@ -99,6 +112,11 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         seed: seeds the split.
         batch_size: samples per batch; source batches are split or joined to this size, so the
             numbers do not depend on how the data was batched.
+
+    Inside a ``torch.distributed`` process group every rank passes the same data: detectors are
+    fitted from statistics summed over the ranks' blocks (KNN keeps a sharded feature bank and
+    merges each rank's nearest neighbours) and scores are gathered in sample order, so every rank
+    returns a single process's result.
 
     Returns:
         ``OODEvaluation`` with AUROC, AUPR-In, AUPR-Out, FPR@95%TPR, threshold, scores and ROC per
@@ -165,7 +183,7 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         try:
             det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})})
             det.fit(wrapper, fit_pair, batch_size=batch_size)
-            s_in, s_out = det.score_data(x_test, batch_size), det.score_data(out_s, batch_size)
+            s_in, s_out = _scores(det, x_test, batch_size), _scores(det, out_s, batch_size)
         except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError, EmptyDataError,
                 SinglePassDataError):
             raise  # bad input, not a detector that cannot run on this model

@@ -6,7 +6,9 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from explain.data import iter_batches
+from explain.data import collect, iter_batches
+
+from .. import distributed as dist
 from explain.errors import EmptyDataError, InputShapeError, NotFittedError
 from explain import check_wrapper
 
@@ -34,6 +36,11 @@ class Detector:
     def fit(self, model: Any, in_data: Any, *, batch_size: int = 256) -> "Detector":
         """Learn from in-distribution ``in_data`` in one streamed pass.
 
+        Inside a ``torch.distributed`` process group every rank passes the same data and reads
+        only its own block of samples; the detectors combine the blocks from all-reduced
+        sufficient statistics (or, for KNN, keep a sharded feature bank), so the fitted detector
+        equals a single process's.
+
         Args:
             model: an ``explain.ModelWrapper``.
             in_data: ``(inputs, labels)``, bare inputs, a ``Dataset``, a ``DataLoader`` or any iterable
@@ -56,6 +63,13 @@ class Detector:
             >>> d = robustness.ood_detector("mahalanobis").fit(m, loader)   # doctest: +SKIP
         """
         self.model_ = check_wrapper(model)
+        self._shard = False
+        if dist.active():
+            x, y = collect(in_data)
+            if len(x) >= dist.rank_and_world()[1]:
+                part = dist.local_range(len(x))
+                in_data = (x[part], None if y is None else y[part])
+                self._shard = True
         self._fit(self.model_, in_data, batch_size)
         return self
 

@@ -13,6 +13,7 @@ import torch
 
 from explain.errors import EmptyDataError, NotFittedError
 
+from .. import distributed as dist
 from ._base import Detector, head_weights, labelled_features
 
 
@@ -34,12 +35,16 @@ def knn_score(z: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 4096) ->
 
     Shape: z ``N×D``, bank ``M×D`` (already normalised) → ``N``.
     """
-    q = torch.nn.functional.normalize(z.float(), dim=1)
+    return _k_nearest(torch.nn.functional.normalize(z.float(), dim=1), bank, k, chunk)[:, k - 1]
+
+
+def _k_nearest(q: torch.Tensor, bank: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """Ascending distances ``N×k`` from normalised queries to their ``k`` nearest bank rows."""
     best = torch.full((len(q), k), float("inf"), device=q.device)
     for start in range(0, len(bank), chunk):
         d = torch.cdist(q, bank[start:start + chunk].to(q.device))
         best = torch.cat([best, d], dim=1).topk(k, dim=1, largest=False).values
-    return best[:, k - 1]
+    return best
 
 
 def vim_score(z: torch.Tensor, logits: torch.Tensor, origin: torch.Tensor, residual: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -70,6 +75,7 @@ class Mahalanobis(Detector):
 
     def fit_features(self, z: torch.Tensor, y: torch.Tensor) -> "Mahalanobis":
         """Fit from features ``N×D`` and labels ``N`` directly."""
+        self._shard = False
         self._reset()
         self._accumulate(z.double(), y.long())
         self._finish()
@@ -93,7 +99,20 @@ class Mahalanobis(Detector):
         self._sum.index_add_(0, y, z)
         self._outer += z.T @ z
 
+    def _combine(self) -> None:
+        """Sum the per-class counts, feature sums and outer-product sums over the process group."""
+        k = max(dist.gather_objects(len(self._n)))  # a block may lack the last classes
+        if k > len(self._n):
+            pad = k - len(self._n)
+            self._n = torch.cat([self._n, torch.zeros(pad, dtype=torch.float64)])
+            self._sum = torch.cat([self._sum, torch.zeros(pad, self._sum.shape[1], dtype=torch.float64)])
+        self._n = dist.all_reduce_sum(self._n)
+        self._sum = dist.all_reduce_sum(self._sum)
+        self._outer = dist.all_reduce_sum(self._outer)
+
     def _finish(self) -> None:
+        if getattr(self, "_shard", False) and hasattr(self, "_n"):
+            self._combine()
         if not hasattr(self, "_n") or self._n.sum() == 0:
             raise EmptyDataError("no in-distribution features to fit")
         present = self._n > 0
@@ -118,7 +137,12 @@ class Mahalanobis(Detector):
 
 
 class KNN(Detector):
-    """k-th nearest-neighbour distance of normalised features. Example: ``ood_detector("knn", k=10)``."""
+    """k-th nearest-neighbour distance of normalised features. Example: ``ood_detector("knn", k=10)``.
+
+    Fitted inside a process group (without ``max_bank``), each rank keeps its block of the
+    feature bank (``sharded_``); scoring is then collective: every rank must call ``score`` at the
+    same time (each with its own inputs), and each rank's k nearest are merged.
+    """
 
     name = "knn"
     needs_features = True
@@ -136,10 +160,22 @@ class KNN(Detector):
         self._set_bank(torch.cat(parts))
 
     def fit_features(self, z: torch.Tensor, y: Optional[torch.Tensor] = None) -> "KNN":
+        self._shard = False
         self._set_bank(torch.nn.functional.normalize(z.float(), dim=1))
         return self
 
     def _set_bank(self, bank: torch.Tensor) -> None:
+        self.sharded_ = False
+        if getattr(self, "_shard", False):
+            if self.max_bank is not None:  # the subsample is drawn from the whole bank
+                bank = dist.gather_rows(bank)[0]
+            else:  # each rank keeps its block; scoring merges the ranks' k nearest
+                total = int(dist.all_reduce_sum(torch.tensor([len(bank)], dtype=torch.float64)).item())
+                if total < self.k:
+                    raise EmptyDataError(f"knn needs at least k={self.k} in-distribution samples, got {total}")
+                self.bank_ = bank
+                self.sharded_ = True
+                return
         if self.max_bank is not None and len(bank) > self.max_bank:
             bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[: self.max_bank]]
         if len(bank) < self.k:
@@ -152,7 +188,21 @@ class KNN(Detector):
 
     def score_features(self, z: torch.Tensor) -> torch.Tensor:
         self._check_fitted()
+        if getattr(self, "sharded_", False):
+            return self._score_sharded(z)
         return knn_score(z, self.bank_, self.k).cpu()
+
+    def _score_sharded(self, z: torch.Tensor) -> torch.Tensor:
+        """Every rank's queries against this rank's bank block; the ranks' k nearest are merged."""
+        queries, lengths = dist.gather_rows(torch.nn.functional.normalize(z.float(), dim=1).cpu())
+        k_local = min(self.k, len(self.bank_))
+        near = torch.full((len(queries), self.k), float("inf"))
+        if k_local:
+            near[:, :k_local] = _k_nearest(queries.to(self.bank_.device), self.bank_, k_local).cpu()
+        merged = torch.cat(list(dist.gather_rows(near[None])[0]), dim=1).topk(self.k, dim=1, largest=False).values
+        rank = dist.rank_and_world()[0]
+        start = sum(lengths[:rank])
+        return merged[start:start + len(z), self.k - 1]
 
     def _score(self, x):
         return self.score_features(self.model_.features(x))
@@ -185,6 +235,7 @@ class ViM(Detector):
                      bias: Optional[torch.Tensor] = None) -> "ViM":
         """Fit from features and the head's ``weight``/``bias`` (default: the fitted model's head)."""
         w, b = (weight.double(), bias.double()) if weight is not None else head_weights(self.model_)
+        self._shard = False
         self._fit_from(z.double(), z.double() @ w.T + b, -(torch.linalg.pinv(w) @ b))
         return self
 
@@ -192,13 +243,17 @@ class ViM(Detector):
         d = z.shape[1]
         dim = self.dim if self.dim is not None else min(512, max(1, d // 2))
         centred = z - origin
-        cov = centred.T @ centred / len(z)
+        # sufficient statistics, summed over the process group when the data are sharded
+        combine = dist.all_reduce_sum if getattr(self, "_shard", False) else (lambda t: t)
+        n = float(combine(torch.tensor([float(len(z))], dtype=torch.float64)).item())
+        cov = combine(centred.T @ centred) / n
         evals, evecs = torch.linalg.eigh(cov)
         order = evals.argsort(descending=True)
         self.origin_ = origin
         self.residual_ = evecs[:, order[dim:]]
         resid = (centred @ self.residual_).norm(dim=1)
-        self.alpha_ = float(logits.max(dim=1).values.mean() / resid.mean().clamp_min(1e-12))
+        sums = combine(torch.stack([logits.max(dim=1).values.sum(), resid.sum()]).double())
+        self.alpha_ = float((sums[0] / n) / (sums[1] / n).clamp_min(1e-12))
         self.head_ = head_weights(self.model_) if hasattr(self, "model_") else None
 
     def _check_fitted(self) -> None:

@@ -1,0 +1,92 @@
+"""One process of a sharded report, started by the tests with torchrun's environment variables.
+
+``python -m tests.distributed._worker FOLDER [fail-rank]``: reads ``FOLDER/w.pt`` and
+``FOLDER/data.pt``, joins the process group the environment describes and builds the report with
+``FOLDER/out`` as output (only rank 0 writes). With a fail rank, that rank's model raises inside
+the performance section, after the model card has run.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+import explain
+from explain.zoo import SmallCNN
+from robustness import distributed as dist
+
+SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood"]
+CONFIG = {
+    "explanations": {"methods": ["gradcam", "integrated_gradients"], "samples": 3,
+                     "params": {"integrated_gradients": {"steps": 8}}},
+    "robustness": {"methods": ["pgd"], "eps": [0, 0.03, 0.1], "steps": 2, "bisect_steps": 1,
+                   "corruptions": ["gaussian_noise", "contrast"], "severities": [2, 5]},
+    "ood": {"methods": ["msp", "energy", "mahalanobis", "knn", "vim"], "params": {"knn": {"k": 3}}},
+}
+CLASSES = ["square", "plus", "cross", "blank"]
+
+
+class FailsOnRank(torch.nn.Module):
+    """A model that raises on one rank once ``armed`` (the model card has run by then)."""
+
+    def __init__(self, net: torch.nn.Module, rank: int) -> None:
+        super().__init__()
+        self.net, self.rank, self.armed = net, rank, False
+
+    def forward(self, x):
+        if self.armed and dist.rank_and_world()[0] == self.rank:
+            raise RuntimeError(f"planted failure on rank {self.rank}")
+        return self.net(x)
+
+
+def failing_cnn() -> torch.nn.Module:
+    """A CLI model factory: the digits-sized CNN, raising on rank 1 from its first forward pass."""
+    model = FailsOnRank(SmallCNN(num_classes=len(CLASSES)), 1)
+    model.armed = True
+    return model
+
+
+def build(folder: Path, fail_rank: int = -1):
+    from reports import build_report
+    from reports.sections import SECTION_BUILDERS  # noqa: F401 - the registry the sections come from
+
+    net = SmallCNN(num_classes=len(CLASSES))
+    net.load_state_dict(torch.load(folder / "w.pt", weights_only=True))
+    data = torch.load(folder / "data.pt", weights_only=True)
+    model = FailsOnRank(net, fail_rank)
+    wrapper = explain.ModelWrapper(model, input_kind="image", class_names=CLASSES)
+    if fail_rank >= 0:
+        import reports.sections.performance as perf
+        original = perf.build
+
+        def arm_then_build(ctx):
+            model.armed = True
+            return original(ctx)
+        perf.build = arm_then_build
+    return build_report(wrapper, (data["x"], data["y"]), out=folder / "out", sections=SECTIONS, config=CONFIG,
+                        seed=3, force=True)
+
+
+def main() -> int:
+    folder = Path(sys.argv[1])
+    fail_rank = int(sys.argv[2]) if len(sys.argv) > 2 else -1
+    dist.init_from_env()
+    from explain.errors import ToolkitError
+    try:
+        build(folder, fail_rank)
+    except ToolkitError as error:
+        if not getattr(error, "secondary", False):
+            dist.announce_failure()
+            print(f"worker error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        import torch.distributed as td
+        if td.is_initialized():
+            td.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
