@@ -168,7 +168,7 @@ SCRIPT = textwrap.dedent("""
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
     m = explain.ModelWrapper(net, "image", device="cpu")
     x, y = torch.rand(16, 3, 2, 2), torch.randint(0, 3, (16,))
-    mon = reports.Monitor(m, probe=(x, y), out=sys.argv[1], progress=False)
+    mon = reports.Monitor(m, probe=(x, y), out=sys.argv[1], every="epoch", progress=False)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     for epoch in range(10**6):
         for _ in range(5):
