@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from explain.errors import InputShapeError
 
-__all__ = ["LazyInputs", "Labelled", "npz_memmap", "image_folder_inputs", "array_inputs", "csv_row_inputs"]
+__all__ = ["LazyInputs", "npz_memmap", "image_folder_inputs", "array_inputs", "csv_row_inputs"]
 
 
 class LazyInputs(Dataset):
@@ -60,19 +60,6 @@ class LazyInputs(Dataset):
         if not -self.n <= i < self.n:
             raise IndexError(f"index {i} out of range for {self.n} inputs")
         return self.load(i % self.n)
-
-
-class Labelled(Dataset):
-    """``(input, label)`` items from lazy inputs and an in-memory label tensor."""
-
-    def __init__(self, inputs: LazyInputs, labels: torch.Tensor) -> None:
-        self.inputs, self.labels = inputs, labels
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def __getitem__(self, i: int):
-        return self.inputs[i], self.labels[i]
 
 
 def npz_memmap(path: Path) -> Optional[dict]:

@@ -18,7 +18,7 @@ import torch
 import explain
 from explain.attribution import jsonable
 from explain.data import collect, stream
-from explain.errors import DistributedError, EmptyDataError, InputShapeError
+from explain.errors import DistributedError, InputShapeError
 from robustness import distributed as dist
 
 from . import html
@@ -214,8 +214,6 @@ def _stream_data(model, data: Any, max_samples: Optional[int], keep: int, batch_
     read, ``{"y", "pred", "conf"}`` per sample (``y`` is ``None`` without labels) and the class
     probabilities of the kept samples.
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise InputShapeError(f"keep_samples must be a positive integer, got {keep!r}")
     if max_samples is not None:
         keep = min(keep, max_samples)
     xs, ys, probs, preds, confs, labels = [], [], [], [], [], []
@@ -248,8 +246,6 @@ def _shard_data(model, data: Any, max_samples: Optional[int], keep: int):
     Returns ``(x, y, n, outcomes)``: the first ``keep`` inputs and labels, the number of samples,
     and ``{"y", "pred", "conf"}`` of this rank's block (the performance section all-reduces their counts).
     """
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise InputShapeError(f"keep_samples must be a positive integer, got {keep!r}")
     x, y = collect(data, max_samples=max_samples, name="data")
     model.check_inputs(x, name="data")
     if y is not None:
@@ -340,6 +336,8 @@ def build_report(
     if out is not None:
         check_output(out, force)  # fail before the work, not after it
     start = time.perf_counter()
+    if isinstance(keep_samples, bool) or not isinstance(keep_samples, int) or keep_samples < 1:
+        raise InputShapeError(f"keep_samples must be a positive integer, got {keep_samples!r}")
     if dist.active():
         x, y, n_evaluated, outcomes = _shard_data(model, data, max_samples, keep_samples)
         head_probs = None
@@ -364,8 +362,8 @@ def build_report(
     wanted = list(sections) if sections is not None else [s for s in SECTION_BUILDERS if _applies(s, ctx)]
     ctx.cache["sections"] = tuple(wanted)
     ctx.cache.update({"outcomes": outcomes, "n_evaluated": n_evaluated})
-    if head_probs is not None:
-        ctx.cache["probs"] = head_probs
+    if head_probs is not None:  # one process: its block is every kept sample, already through the model
+        ctx.cache["local_probs"] = head_probs
     if masks is not None:
         ctx.cache["masks"] = masks
     unknown = [s for s in wanted if s not in SECTION_BUILDERS]

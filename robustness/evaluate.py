@@ -121,13 +121,8 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         eps = sorted(float(e) for e in eps)
         if not eps:
             raise InputShapeError("eps: give at least one budget")
-    if dist.active():  # every rank passes the same data and attacks its own block of samples
-        x, y = collect(data, max_samples=max_samples)
-        batches = [(x, y)]
-    else:
-        batches = stream(data, batch_size, max_samples=max_samples)
-    parts, total = [], 0
-    for x, y in batches:
+    parts = []
+    for x, y in _batches(data, batch_size, max_samples):
         if y is None:
             raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         x = wrapper.check_inputs(x)
@@ -153,6 +148,14 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                       "constant outputs) or the attack may be failing on it (masked gradients); check the clean "
                       "predictions, then try larger budgets or another attack", stacklevel=2)
     return result
+
+
+def _batches(data: Any, batch_size: int, max_samples: Optional[int]):
+    """The data as streamed batches; inside a process group as one whole batch, which each rank
+    (all passing the same data) then cuts to its own block of samples."""
+    if dist.active():
+        return [collect(data, max_samples=max_samples)]
+    return stream(data, batch_size, max_samples=max_samples)
 
 
 def _share(hits: int, n: int) -> float:
@@ -205,14 +208,9 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
     severities = [int(s) for s in severities]
-    if dist.active():  # every rank passes the same data and evaluates its own block of samples
-        x, y = collect(data, max_samples=max_samples)
-        batches = [(x, y)]
-    else:
-        batches = stream(data, batch_size, max_samples=max_samples)
     counts = torch.zeros(1 + len(names) * len(severities), dtype=torch.float64)
     n = 0
-    for x, y in batches:
+    for x, y in _batches(data, batch_size, max_samples):
         if y is None:
             raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         wrapper.check_inputs(x)

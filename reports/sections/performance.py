@@ -27,38 +27,6 @@ CHECK_KEYS: dict[str, str] = {"min_accuracy": "fail when accuracy is below this"
               "max_ece": "fail when the expected calibration error is above this"}
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15):
-    """ECE with equal-width confidence bins (Guo et al. 2017, https://arxiv.org/abs/1706.04599).
-
-    Math: ``ECE = Σ_b |B_b|/N · |acc(B_b) − conf(B_b)|``. Returns (ece, bin conf, bin acc, bin count).
-    """
-    return calibration_from_outcomes(probs.max(1), probs.argmax(1), labels, bins)
-
-
-def calibration_from_outcomes(conf: np.ndarray, pred: np.ndarray, labels: np.ndarray, bins: int = 15):
-    """:func:`expected_calibration_error` from per-sample confidence and prediction alone.
-
-    This is all a streamed evaluation keeps (three numbers per sample), and it gives the same bins.
-
-    Shape:
-        conf, pred, labels: ``N``.
-    """
-    conf = np.asarray(conf)
-    correct = (np.asarray(pred) == np.asarray(labels)).astype(float)
-    edges = np.linspace(0, 1, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1]), 0, bins - 1)
-    count = np.bincount(idx, minlength=bins).astype(float)
-    acc = np.bincount(idx, weights=correct, minlength=bins) / np.maximum(count, 1)
-    mconf = np.bincount(idx, weights=conf, minlength=bins) / np.maximum(count, 1)
-    ece = float(np.sum(count / len(conf) * np.abs(acc - mconf)))
-    return ece, mconf, acc, count
-
-
-def present_classes(y: np.ndarray, pred: np.ndarray) -> list:
-    """Sorted class indices that occur in the labels or the predictions."""
-    return sorted(set(np.asarray(y).tolist()) | set(np.asarray(pred).tolist()))
-
-
 def local_predictions(ctx: ReportContext):
     """Probabilities for this process's block of the evaluation samples (all of them in one process), cached."""
     if "local_probs" not in ctx.cache:
@@ -76,22 +44,6 @@ def predicted(ctx: ReportContext):
         both = dist.gather_in_order(torch.stack([pred.double(), conf.double()], dim=1), len(ctx.x))
         ctx.cache["predicted"] = (both[:, 0].long(), both[:, 1].float())
     return ctx.cache["predicted"]
-
-
-def predictions(ctx: ReportContext):
-    """Probabilities ``N×K`` for every evaluation sample, gathered in sample order and cached."""
-    if "probs" not in ctx.cache:
-        ctx.cache["probs"] = dist.gather_in_order(local_predictions(ctx), len(ctx.x))
-    return ctx.cache["probs"]
-
-
-def counts(probs: torch.Tensor, y: torch.Tensor, k: int, bins: int = 15) -> tuple:
-    """Confusion counts ``K×K`` and per-bin sums ``3×bins`` (count, correct, confidence) of one block.
-
-    Both are sums over samples, so the blocks of a process group combine by all-reduce.
-    """
-    conf, pred = probs.double().max(1) if len(probs) else (torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.long))
-    return counts_from_outcomes(pred, conf, y, k, bins)
 
 
 def scores_from_counts(cm: np.ndarray):
