@@ -89,7 +89,8 @@ def worker(folder: Path, out: Path) -> None:
     build_mod._run_section = counted
     ood = torch.rand(data["x"].shape, generator=torch.Generator().manual_seed(1))
     rep = build_mod.build_report(wrapper(folder), (data["x"], data["y"]), ood_data=ood, out=out, sections=SECTIONS,
-                                 config=config(len(data["x"])), max_samples=len(data["x"]), force=True)
+                                 config=config(len(data["x"])), max_samples=len(data["x"]),
+                                 keep_samples=len(data["x"]), force=True)
     if dist.is_main():
         (out / "traffic.json").write_text(json.dumps({"traffic": traffic, "build_seconds": rep.meta["seconds"]}))
     import torch.distributed as td
@@ -194,6 +195,32 @@ def volumes(n: int, k: int, d: int, world: int, n_fit: int, n_test: int, n_out: 
     }
 
 
+def print_projection(args, med: dict, folder: Path, ev: dict) -> None:
+    """What 8 processes would give, from the measured 1- and W-process section times and the shapes."""
+    w = args.world
+    d = wrapper(folder).features(torch.load(folder / "data.pt", weights_only=True)["x"][:2]).shape[1]
+    print("\n## What 8 processes would give (computed)\n")
+    print("Per-process rate = samples / section seconds on one process (step 1); 8 processes each take n/8 "
+          "samples; communication as computed above for world 8, at 10 GB/s (ring: each byte crosses "
+          "the link (W−1)/W times).\n")
+    print("The last column splits each section's 1- and 2-process times into a serial part s and a "
+          "sharded part p (t1 = s + p, t2 = s + p/2) and gives t1 / (s + p/8); on a shared machine t2 is "
+          "noisy, so read it as a bound on what the unsharded parts (figures on rank 0, the adversarial "
+          "examples, budgets chosen on every rank) cost.\n")
+    print("| section | 1-process s | ideal 8-process s | communication bytes (W=8) | communication time | "
+          "ideal speed-up | speed-up from the 1 vs 2 split |")
+    print("|---|---|---|---|---|---|---|")
+    vol8 = volumes(args.n, 10, d, 8, ev["n_fit"], ev["n_in"], ev["n_out"], map_px=28 * 28)
+    for s in ("performance", "explanations", "robustness", "ood"):
+        one, two = med[1][s], med[w][s]
+        comm = (vol8[s] + (vol8["explanations (maps, pickled)"] if s == "explanations" else 0)) * 7 / 8 / 10e9
+        eight = one / 8 + comm
+        p_part = min(max(2 * (one - two), 0.0), one) if w == 2 else one
+        amdahl = one / ((one - p_part) + p_part / 8 + comm)
+        print(f"| {s} | {one:.2f} | {eight:.3f} | {vol8[s]:,} | {comm * 1e3:.3f} ms | {one / eight:.1f}× | "
+              f"{amdahl:.1f}× |")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(Path(sys.argv[2]), Path(sys.argv[3]))
@@ -203,6 +230,7 @@ def main() -> None:
     p.add_argument("--stream", type=int, default=20000)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--world", type=int, default=2)
+    p.add_argument("--skip-throughput", action="store_true", help="only the end-to-end runs and the communication table")
     args = p.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -235,6 +263,9 @@ def main() -> None:
         for s in ("performance", "explanations", "explanations (maps, pickled)", "robustness", "ood"):
             counted = sum(measured.get(s, {}).values()) if s in measured else "not counted"
             print(f"| {s} | {vol[s]:,} | {counted if isinstance(counted, str) else f'{counted:,}'} |")
+        if args.skip_throughput:
+            print_projection(args, med, folder, ev)
+            return
         tp = throughput(folder, args.stream)
         print(f"\n## Throughput on {args.stream} in-memory samples (one process; streaming not used)\n")
         print(f"forward limit {tp['forward']:.0f} samples/s at batch {tp['forward_batch']}; forward+backward "
@@ -243,27 +274,7 @@ def main() -> None:
         print("|---|---|---|---|---|")
         for name, r in tp["rows"].items():
             print(f"| {name} | {r['passes']} | {r['seconds']:.2f} | {r['limit']:.2f} | {r['limit'] / r['seconds']:.2f} |")
-        print("\n## What 8 processes would give (computed)\n")
-        print("Per-process rate = samples / section seconds on one process (step 1); 8 processes each take n/8 "
-              "samples; communication as computed above for world 8, at 10 GB/s (ring: each byte crosses "
-              "the link (W−1)/W times).\n")
-        print("The last column splits each section's 1- and 2-process times into a serial part s and a "
-              "sharded part p (t1 = s + p, t2 = s + p/2) and gives t1 / (s + p/8); on a shared machine t2 is "
-              "noisy, so read it as a bound on what the unsharded parts (figures on rank 0, the adversarial "
-              "examples, budgets chosen on every rank) cost.\n")
-        print("| section | 1-process s | ideal 8-process s | communication bytes (W=8) | communication time | "
-              "ideal speed-up | speed-up from the 1 vs 2 split |")
-        print("|---|---|---|---|---|---|---|")
-        vol8 = volumes(args.n, 10, d, 8, ev["n_fit"], ev["n_in"], ev["n_out"], map_px=28 * 28)
-        for s in ("performance", "explanations", "robustness", "ood"):
-            one, two = med[1][s], med[w][s]
-            comm = (vol8[s] + (vol8["explanations (maps, pickled)"] if s == "explanations" else 0)) * 7 / 8 / 10e9
-            eight = one / 8 + comm
-            p_part = min(max(2 * (one - two), 0.0), one) if w == 2 else one
-            amdahl = one / ((one - p_part) + p_part / 8 + comm)
-            print(f"| {s} | {one:.2f} | {eight:.3f} | {vol8[s]:,} | {comm * 1e3:.3f} ms | {one / eight:.1f}× | "
-                  f"{amdahl:.1f}× |")
-
+        print_projection(args, med, folder, ev)
 
 if __name__ == "__main__":
     main()

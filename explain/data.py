@@ -21,8 +21,9 @@ from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
+from ._subsets import loader_like, contiguous_runs, sequential_map_loader
 from .errors import EmptyDataError, InputShapeError, SinglePassDataError
 
 __all__ = ["DataStream", "stream", "iter_batches", "collect", "is_reiterable"]
@@ -129,6 +130,10 @@ class DataStream:
         self.n_seen: Optional[int] = None
         self._passes = 0
         self.reiterable = True
+        # map-style sources can read any samples on demand: ``(length, read)`` with ``read(indices)``
+        # yielding those samples' batches, so a process reads only its own share (see :meth:`shard`)
+        self._indexed: Optional[Tuple[int, Callable[[List[int]], Iterator]]] = None
+        self._shuffled = False
         self._source = self._make_source(data)
 
     def __repr__(self) -> str:
@@ -141,27 +146,37 @@ class DataStream:
             self.reiterable = data.reiterable
             return lambda: iter(data)
         if isinstance(data, DataLoader):
+            self._shuffled = isinstance(getattr(data.batch_sampler, "sampler", data.sampler), RandomSampler)
+            if sequential_map_loader(data):  # the user's loader settings (workers, collate) on any subset
+                self._indexed = (len(data.dataset), lambda idx: iter(loader_like(data, Subset(data.dataset, idx), size)))
             return lambda: iter(data)
         if isinstance(data, IterableDataset):
             return lambda: iter(DataLoader(data, batch_size=size))
         if isinstance(data, Dataset):
+            self._index_dataset(data)
             return lambda: iter(DataLoader(data, batch_size=size, shuffle=False))
         if _is_lazy_pair(data):
             inputs, labels = data
             if labels is None:
+                self._index_dataset(inputs)
                 return lambda: iter(DataLoader(inputs, batch_size=size, shuffle=False))
             labels = _as_tensor(labels, f"{self.name} labels").flatten()
             if len(labels) != len(inputs):
                 raise InputShapeError(f"inputs hold {len(inputs)} samples but labels hold {len(labels)}")
-            return lambda: iter(DataLoader(_Zip(inputs, labels), batch_size=size, shuffle=False))
+            zipped = _Zip(inputs, labels)
+            self._index_dataset(zipped)
+            return lambda: iter(DataLoader(zipped, batch_size=size, shuffle=False))
         if _is_pair(data):
             xs = _as_tensor(data[0], f"{self.name} inputs")
             ys = None if data[1] is None else _as_tensor(data[1], f"{self.name} labels").flatten()
             if ys is not None and len(ys) != len(xs):
                 raise InputShapeError(f"inputs hold {len(xs)} samples but labels hold {len(ys)}")
+            self._indexed = (len(xs), contiguous_runs(xs, ys, size))
             return _slices(xs, ys, size)
         if isinstance(data, (torch.Tensor, np.ndarray)):
-            return _slices(_as_tensor(data, f"{self.name} inputs"), None, size)
+            xs = _as_tensor(data, f"{self.name} inputs")
+            self._indexed = (len(xs), contiguous_runs(xs, None, size))
+            return _slices(xs, None, size)
         if isinstance(data, dict):
             return lambda: iter([data])
         if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
@@ -172,6 +187,61 @@ class DataStream:
             self.reiterable = False
             return lambda: data
         return lambda: iter(data)
+
+    def _index_dataset(self, ds: Dataset) -> None:
+        if hasattr(ds, "__len__"):
+            self._indexed = (len(ds), lambda idx: iter(DataLoader(Subset(ds, idx), batch_size=self.batch_size,
+                                                                  shuffle=False)))
+
+    @property
+    def n_samples(self) -> Optional[int]:
+        """Samples one pass yields, when known without reading (indexable data), else ``None``."""
+        if self._indexed is None:
+            return None
+        return self._indexed[0] if self.max_samples is None else min(self._indexed[0], self.max_samples)
+
+    @property
+    def indexable(self) -> bool:
+        """True when any sample can be read on its own (tensors, a sized ``Dataset``, an unshuffled
+        ``DataLoader`` over one): :meth:`shard` then reads only the process's own batches."""
+        return self._indexed is not None
+
+    def shard(self, rank: int, world: int) -> Iterator[Tuple[int, torch.Tensor, Optional[torch.Tensor]]]:
+        """One pass over this process's batches: ``(batch number, inputs, labels)`` for every batch
+        whose number ``i`` has ``i % world == rank``.
+
+        Every batch falls to exactly one process and, the batches being those of a plain pass, the
+        processes together see every sample once, whatever ``world`` is. Indexable data
+        (:attr:`indexable`) is read only where this process's batches lie; any other source (a
+        generator, an ``IterableDataset``, a shuffling or custom-batched ``DataLoader``) is read whole
+        by every process, each keeping its own batches, so every process must see it in the same
+        order.
+
+        Raises:
+            InputShapeError: ``rank`` outside ``0..world-1``, or a shuffling ``DataLoader`` with more
+                than one process (each would read its own order).
+
+        Example:
+            >>> [i for i, x, y in stream(torch.zeros(10, 2), batch_size=3).shard(1, 2)]
+            [1, 3]
+        """
+        if not 0 <= rank < world:
+            raise InputShapeError(f"shard needs 0 ≤ rank < world, got rank {rank} of {world}")
+        if self._shuffled and world > 1:
+            raise InputShapeError(f"{self.name} is a shuffling DataLoader (shuffle=True): each of the {world} processes "
+                                  "would read the samples in its own order, so some would be evaluated twice and "
+                                  "others never; pass a DataLoader without shuffle, or its Dataset")
+        if self._indexed is None:
+            return ((i, x, y) for i, (x, y) in enumerate(self) if i % world == rank)
+        n, read = self.n_samples, self._indexed[1]
+        size = self.batch_size
+        own = list(range(rank, -(-n // size), world))
+        if n == 0:
+            raise EmptyDataError(f"{self.name} holds no samples")
+        if not own:
+            return iter(())
+        part = DataStream(read([i for b in own for i in range(b * size, min(b * size + size, n))]), size, name=self.name)
+        return ((b, x, y) for b, (x, y) in zip(own, part))
 
     def require_passes(self, passes: int, what: str) -> "DataStream":
         """Fail now, with advice, when ``what`` must read the data ``passes`` times and cannot.

@@ -29,6 +29,7 @@ __all__ = [
     "InputShapeError",
     "InputValueError",
     "EmptyDataError",
+    "TooFewSamplesError",
     "LayerNotFoundError",
     "UnsupportedModelError",
     "ModelLoadError",
@@ -60,6 +61,10 @@ class InputValueError(ToolkitError, ValueError):
 
 class EmptyDataError(ToolkitError, ValueError):
     """A data set, batch or loader holds no samples."""
+
+
+class TooFewSamplesError(InputValueError):
+    """The data are well formed but too few for this method to give a meaningful number."""
 
 
 class LayerNotFoundError(ToolkitError, KeyError):

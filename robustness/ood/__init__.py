@@ -16,7 +16,7 @@ import torch
 
 from explain.data import collect, stream
 from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, SinglePassDataError,
-                            UnknownMethodError)
+                            TooFewSamplesError, UnknownMethodError)
 from explain import check_wrapper
 
 from .. import distributed as dist
@@ -184,6 +184,9 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
             det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})})
             det.fit(wrapper, fit_pair, batch_size=batch_size)
             s_in, s_out = _scores(det, x_test, batch_size), _scores(det, out_s, batch_size)
+        except TooFewSamplesError as error:  # this detector needs more data than the others: list it, go on
+            errors[name] = f"{type(error).__name__}: {error}"
+            continue
         except (InputShapeError, InputValueError, ModelCallError, UnknownMethodError, EmptyDataError,
                 SinglePassDataError):
             raise  # bad input, not a detector that cannot run on this model

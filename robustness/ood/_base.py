@@ -55,6 +55,7 @@ class Detector:
         Raises:
             InputShapeError, InputValueError: inputs or labels that do not fit the model.
             EmptyDataError: ``in_data`` holds no samples.
+            TooFewSamplesError: fewer samples than the detector needs (ViM: more than its subspace size).
 
         Shape:
             inputs: the wrapper's kind, ``N×…``; labels (optional): ``N``.

@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from explain.errors import EmptyDataError, NotFittedError
+from explain.errors import EmptyDataError, NotFittedError, TooFewSamplesError
 
 from .. import distributed as dist
 from ._base import Detector, head_weights, labelled_features
@@ -246,6 +246,11 @@ class ViM(Detector):
         # sufficient statistics, summed over the process group when the data are sharded
         combine = dist.all_reduce_sum if getattr(self, "_shard", False) else (lambda t: t)
         n = float(combine(torch.tensor([float(len(z))], dtype=torch.float64)).item())
+        if n <= dim:  # the fit samples span at most the principal subspace: no residual to measure
+            raise TooFewSamplesError(
+                f"ViM needs more fit samples than its principal subspace has dimensions ({dim} of the {d} features), "
+                f"got {int(n)}: every fit sample then lies in that subspace, the residual is zero and the score is "
+                "numerical noise; fit on more in-distribution samples or pass a smaller dim")
         cov = combine(centred.T @ centred) / n
         evals, evecs = torch.linalg.eigh(cov)
         order = evals.argsort(descending=True)

@@ -1,9 +1,10 @@
 """One process of a sharded report, started by the tests with torchrun's environment variables.
 
-``python -m tests.distributed._worker FOLDER [fail-rank]``: reads ``FOLDER/w.pt`` and
+``python -m tests.distributed._worker FOLDER [fail-rank] [form]``: reads ``FOLDER/w.pt`` and
 ``FOLDER/data.pt``, joins the process group the environment describes and builds the report with
-``FOLDER/out`` as output (only rank 0 writes). With a fail rank, that rank's model raises inside
-the performance section, after the model card has run.
+``FOLDER/out`` as output (only rank 0 writes). With a fail rank (≥ 0), that rank's model raises
+inside the performance section, after the model card has run. ``form`` is how the data arrives
+(:data:`FORMS`): streamed forms use small batches and keep only the first samples whole.
 """
 
 from __future__ import annotations
@@ -48,7 +49,20 @@ def failing_cnn() -> torch.nn.Module:
     return model
 
 
-def build(folder: Path, fail_rank: int = -1):
+def _generator(x, y):
+    return ((x[i:i + 6], y[i:i + 6]) for i in range(0, len(x), 6))
+
+
+#: how the data reaches build_report: in-memory tensors, an unshuffled DataLoader (read only where a
+#: rank's batches lie), a one-shot generator of batches (read whole by every rank)
+FORMS = {
+    "tensors": lambda x, y: (x, y),
+    "loader": lambda x, y: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5),
+    "generator": _generator,
+}
+
+
+def build(folder: Path, fail_rank: int = -1, form: str = "tensors"):
     from reports import build_report
     from reports.sections import SECTION_BUILDERS  # noqa: F401 - the registry the sections come from
 
@@ -65,17 +79,19 @@ def build(folder: Path, fail_rank: int = -1):
             model.armed = True
             return original(ctx)
         perf.build = arm_then_build
-    return build_report(wrapper, (data["x"], data["y"]), out=folder / "out", sections=SECTIONS, config=CONFIG,
-                        seed=3, force=True)
+    streamed = {} if form == "tensors" else {"batch_size": 8, "keep_samples": 20, "max_samples": None}
+    return build_report(wrapper, FORMS[form](data["x"], data["y"]), out=folder / "out", sections=SECTIONS,
+                        config=CONFIG, seed=3, force=True, **streamed)
 
 
 def main() -> int:
     folder = Path(sys.argv[1])
     fail_rank = int(sys.argv[2]) if len(sys.argv) > 2 else -1
+    form = sys.argv[3] if len(sys.argv) > 3 else "tensors"
     dist.init_from_env()
     from explain.errors import ToolkitError
     try:
-        build(folder, fail_rank)
+        build(folder, fail_rank, form)
     except ToolkitError as error:
         if not getattr(error, "secondary", False):
             dist.announce_failure()

@@ -37,10 +37,10 @@ def _env(**extra) -> dict:
     return env
 
 
-def _spawn(folder: Path, world: int, fail_rank: int = -1) -> list:
+def _spawn(folder: Path, world: int, fail_rank: int = -1, form: str = "tensors") -> list:
     """Start ``world`` worker processes and wait for all; returns ``(returncode, stderr)`` per rank."""
     port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.distributed._worker", str(folder), str(fail_rank)],
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.distributed._worker", str(folder), str(fail_rank), form],
                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(RANK=str(r), WORLD_SIZE=str(world), LOCAL_RANK=str(r), MASTER_ADDR="127.0.0.1",
                                        MASTER_PORT=port))
@@ -91,6 +91,25 @@ def test_summary_is_the_same_on_one_two_and_three_processes(folder, tmp_path):
         written = sorted(p.relative_to(run / "out").as_posix() for p in (run / "out").rglob("*") if p.is_file())
         figures = [f for s in summary["sections"].values() for f in s["figures"]]
         assert figures and written == sorted(["index.html", "summary.json", *figures])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("form", ["loader", "generator"])
+def test_streamed_data_gives_the_same_summary_on_one_and_two_processes(folder, tmp_path, form):
+    """37 samples in batches of 8 (5 batches, so rank 0 runs 3 and rank 1 runs 2), 20 kept whole:
+    an unshuffled DataLoader is read only where each rank's batches lie, a generator whole by both."""
+    reference = json.loads(json.dumps(_worker.build(folder, form=form).to_dict()))
+    assert reference["samples"] == 37 and reference["kept_samples"] == 20
+    assert sum(map(sum, reference["sections"]["performance"]["summary"]["confusion_matrix"])) == 37
+    for name in ("w.pt", "data.pt"):
+        (tmp_path / name).write_bytes((folder / name).read_bytes())
+    results = _spawn(tmp_path, 2, form=form)
+    assert all(code == 0 for code, _ in results), results
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["world_size"] == 2
+    assert not {k: v["error"] for k, v in summary["sections"].items() if v["error"]}
+    diff = differences(reference, summary)
+    assert diff == [], f"{form} on two processes differs from one process:\n" + "\n".join(diff)
 
 
 @pytest.mark.slow

@@ -17,6 +17,7 @@ from PIL import Image
 
 import explain
 import reports
+import robustness
 from reports import build as build_module
 from reports.sections import SECTION_BUILDERS
 
@@ -148,3 +149,20 @@ def test_bad_inputs_to_build_report_raise_toolkit_errors(cnn):
         build(cnn.wrapper, (cnn.x[:5], cnn.y[:5]), sections=["nope"])
     with pytest.raises(explain.errors.InputShapeError):
         build(cnn.wrapper, (torch.rand(4, 3, 8), None))
+
+
+def test_adversarial_examples_are_samples_the_curve_found_flipping(cnn):
+    """The example figure re-attacks only the samples it shows: those whose minimal flipping budget
+    (from the curve over all samples) lies within the largest budget, and the attack flips them."""
+    eps = [0, 0.05, 0.3]
+    rep = build(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), sections=["robustness"],
+                config={"robustness": {"methods": ["pgd"], "eps": eps, "steps": 5, "corruptions": []}})
+    summary = next(s for s in rep.sections if s.id == "robustness").summary
+    curve = robustness.robust_accuracy(cnn.wrapper, (cnn.x[:40], cnn.y[:40]), eps=eps, method="pgd", steps=5, seed=0,
+                                       bisect_steps=4)
+    flipping = [i for i, v in enumerate(curve.minimal_eps.tolist()) if 0 < v <= eps[-1]]
+    assert len(flipping) >= 3, "the planted CNN should have flips within 0.3"
+    ex = summary["examples"]
+    assert ex["samples"] == flipping[:3] and ex["eps"] == eps[-1]
+    assert ex["flipped"] == [True, True, True]
+    assert summary["attacks"]["pgd"]["accuracy"] == pytest.approx(curve.accuracy)

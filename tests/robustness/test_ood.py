@@ -164,3 +164,18 @@ def test_bad_ood_inputs_raise_specific_errors(cnn):
     m = explain.ModelWrapper(headless, "image", device="cpu")
     with pytest.raises(LayerNotFoundError, match="penultimate"):
         robustness.ood_detector("mahalanobis").fit(m, (torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 0, 1])))
+
+
+def test_vim_refuses_a_fit_whose_samples_leave_no_residual(cnn):
+    """With no more fit samples than the principal subspace has dimensions, the residual of every fit
+    sample is zero up to rounding and α = mean logit / mean residual explodes (≈ 1e13): a score of
+    rounding noise. The fit refuses it; evaluate_ood lists ViM as failed and keeps the others."""
+    from explain.errors import TooFewSamplesError
+    with pytest.raises(TooFewSamplesError, match="more fit samples than its principal subspace"):
+        robustness.ood_detector("vim", dim=8).fit(cnn.wrapper, (cnn.x[:8], cnn.y[:8]))
+    robustness.ood_detector("vim", dim=8).fit(cnn.wrapper, (cnn.x[:9], cnn.y[:9]))  # one more is enough
+    ev = robustness.evaluate_ood(cnn.wrapper, (cnn.x[:16], cnn.y[:16]), torch.rand(16, *cnn.x.shape[1:]),
+                                 methods=["msp", "vim"], fit_data=(cnn.x[16:24], cnn.y[16:24]),
+                                 params={"vim": {"dim": 8}})
+    assert "msp" in ev.methods and "vim" not in ev.methods
+    assert "TooFewSamplesError" in ev.errors["vim"]
