@@ -9,11 +9,12 @@ from typing import Any, Iterable, Optional, Sequence
 
 import torch
 
-from explain.data import collect, stream
+from explain.data import stream
 from explain.errors import EmptyDataError, InputShapeError, UnknownMethodError
 from explain import check_wrapper
 
 from . import distributed as dist
+from ._sharded_stream import gather_batches, rounds
 from .attacks._base import sample_seeds
 from .registry import CORRUPTIONS, DEFAULT_CORRUPTIONS, attack_spec
 from .results import AttackResult, CorruptionResult, RobustAccuracyResult
@@ -63,9 +64,10 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                     bisect_steps: int = 5, batch_size: int = 256, **params: Any) -> RobustAccuracyResult:
     """Accuracy under attack at each budget, and each sample's minimal flipping budget.
 
-    Inside a ``torch.distributed`` process group every rank passes the same data and attacks its
-    own block of samples; the minimal budgets are gathered back in sample order, so every rank
-    returns the same result, equal to a single process's (random starts are seeded per sample).
+    Inside a ``torch.distributed`` process group every rank passes the same data and attacks every
+    W-th batch of the stream (reading only those when the data is indexable: tensors, a ``Dataset``,
+    an unshuffled ``DataLoader``); the minimal budgets are gathered back in sample order, so every
+    rank returns the same result, equal to a single process's (random starts are seeded per sample).
 
     The curve cannot rise with the budget: a sample fooled at one budget counts as fooled at every
     larger one (the adversarial input lies inside the larger ball too). With ``minimal_eps`` each
@@ -122,19 +124,20 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         if not eps:
             raise InputShapeError("eps: give at least one budget")
     parts = []
-    for x, y in _batches(data, batch_size, max_samples):
-        if y is None:
-            raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
-        x = wrapper.check_inputs(x)
-        y = wrapper.check_labels(y, x)
-        if eps is None:  # chosen from the first batch, before any sample is attacked
-            eps = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params))
-        part = dist.local_range(len(x))  # the whole batch outside a process group
-        local = (minimal_budgets(wrapper, x[part], y[part], method, eps, seed=seed, params=params,
-                                 bisect_steps=bisect_steps if minimal_eps else 0)
-                 if part.stop > part.start else torch.zeros(0))
-        parts.append(dist.gather_in_order(local, len(x)))
-    mins = torch.cat(parts)
+    for b, x, y in rounds(stream(data, batch_size, max_samples=max_samples)):
+        if b is not None:
+            if y is None:
+                raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
+            x = wrapper.check_inputs(x)
+            y = wrapper.check_labels(y, x)
+        if eps is None:  # chosen from the first batch (rank 0's), before any sample is attacked
+            chosen = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params)) \
+                if b == 0 else None
+            eps = dist.gather_objects(chosen)[0]
+        if b is not None:
+            parts.append((b, minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
+                                             bisect_steps=bisect_steps if minimal_eps else 0)))
+    mins = gather_batches(parts, torch.zeros(0))
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
     full = {**spec.defaults, **params}
@@ -148,14 +151,6 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                       "constant outputs) or the attack may be failing on it (masked gradients); check the clean "
                       "predictions, then try larger budgets or another attack", stacklevel=2)
     return result
-
-
-def _batches(data: Any, batch_size: int, max_samples: Optional[int]):
-    """The data as streamed batches; inside a process group as one whole batch, which each rank
-    (all passing the same data) then cuts to its own block of samples."""
-    if dist.active():
-        return [collect(data, max_samples=max_samples)]
-    return stream(data, batch_size, max_samples=max_samples)
 
 
 def _share(hits: int, n: int) -> float:
@@ -172,8 +167,8 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     to that size, see :func:`explain.data.stream`); only correct counts are kept. Each sample's
     corruption is drawn from its own generator, seeded from ``seed``, the corruption, the severity
     and the sample's values, so a sample is corrupted the same way in any batch and on any rank.
-    Inside a ``torch.distributed`` process group every rank passes the same data, evaluates its own
-    block of samples, and the counts of correct predictions are all-reduced.
+    Inside a ``torch.distributed`` process group every rank passes the same data, evaluates every
+    W-th batch, and the counts of correct predictions (and of samples) are all-reduced.
 
     Args:
         data: ``(inputs, labels)``, a ``Dataset``, a ``DataLoader`` or any iterable of
@@ -210,27 +205,26 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     severities = [int(s) for s in severities]
     counts = torch.zeros(1 + len(names) * len(severities), dtype=torch.float64)
     n = 0
-    for x, y in _batches(data, batch_size, max_samples):
+    for b, x, y in rounds(stream(data, batch_size, max_samples=max_samples)):
+        if b is None:
+            continue
         if y is None:
             raise InputShapeError("corruption_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         wrapper.check_inputs(x)
         y = wrapper.check_labels(y, x)
         n += len(x)
-        part = dist.local_range(len(x))  # the whole batch outside a process group
-        xs, ys = x[part], y[part]
-        if not len(xs):
-            continue
-        ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(xs)}
+        ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
                if wrapper.input_kind == "tokens" else {})
-        base = sample_seeds(xs, seed)
-        local = [int((wrapper.predict(xs) == ys).sum())]
+        base = sample_seeds(x, seed)
+        local = [int((wrapper.predict(x) == y).sum())]
         for name in names:
             for s in severities:
                 tag = zlib.crc32(f"{name}/{s}".encode())
-                gens = [torch.Generator().manual_seed((b ^ tag) & ((1 << 63) - 1)) for b in base]
-                xc = table[name].apply(xs, s, gens, **ids)
-                local.append(int((wrapper.predict(xc) == ys).sum()))
+                gens = [torch.Generator().manual_seed((sb ^ tag) & ((1 << 63) - 1)) for sb in base]
+                xc = table[name].apply(x, s, gens, **ids)
+                local.append(int((wrapper.predict(xc) == y).sum()))
         counts += torch.tensor(local, dtype=torch.float64)
+    n = int(dist.all_reduce_sum(torch.tensor([float(n)], dtype=torch.float64)).item())
     if n == 0:
         raise EmptyDataError("corruption_accuracy: the data holds no samples")
     total = [int(v) for v in dist.all_reduce_sum(counts)]

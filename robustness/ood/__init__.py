@@ -14,12 +14,13 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
-from explain.data import collect, stream
+from explain.data import stream
 from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, SinglePassDataError,
                             TooFewSamplesError, UnknownMethodError)
 from explain import check_wrapper
 
 from .. import distributed as dist
+from .._sharded_stream import gather_batches, rounds
 from ..ood_results import OODEvaluation, OODMethodResult
 from ._base import Detector
 from ._split import split_fit_test
@@ -75,15 +76,17 @@ def ood_detector(name: str, **params: Any) -> Detector:
 
 
 def _scores(det: Detector, data: Any, batch_size: int) -> torch.Tensor:
-    """Scores of ``data``, streamed; inside a process group each rank scores its block and the blocks are gathered."""
-    world = dist.rank_and_world()[1]
-    if world == 1:
+    """Scores of ``data``, streamed; inside a process group each rank scores every W-th batch and the
+    scores are gathered back in sample order."""
+    if dist.rank_and_world()[1] == 1:
         return det.score_data(data, batch_size)
-    x = collect(data)[0]
-    if len(x) < world:
-        return det.score_data(x, batch_size)
-    part = dist.local_range(len(x))
-    return dist.gather_in_order(det.score(x[part]), len(x))  # one call per rank: KNN's merge is collective
+    parts = []
+    for b, x, _ in rounds(stream(data, batch_size)):
+        if b is None:
+            det.score_nothing()  # a collective scorer (KNN's sharded bank) still takes part in the round
+        else:
+            parts.append((b, det.score(x)))
+    return gather_batches(parts, torch.zeros(0))
 
 
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),

@@ -6,9 +6,10 @@ from typing import Any, Optional, Tuple
 
 import torch
 
-from explain.data import collect, iter_batches
+from explain.data import collect, iter_batches, stream
 
 from .. import distributed as dist
+from .._sharded_stream import OwnBatches, batch_count
 from explain.errors import EmptyDataError, InputShapeError, NotFittedError
 from explain import check_wrapper
 
@@ -65,12 +66,16 @@ class Detector:
         """
         self.model_ = check_wrapper(model)
         self._shard = False
-        if dist.active():
-            x, y = collect(in_data)
-            if len(x) >= dist.rank_and_world()[1]:
-                part = dist.local_range(len(x))
-                in_data = (x[part], None if y is None else y[part])
-                self._shard = True
+        if dist.active():  # each process fits on every W-th batch; the statistics are combined
+            s = stream(in_data, batch_size, name="in_data")
+            if s.reiterable and batch_count(s) >= dist.rank_and_world()[1]:
+                in_data, self._shard = OwnBatches(s), True
+            else:  # fewer batches than processes (or a one-shot source): read whole, split by sample
+                x, y = collect(s)
+                if len(x) >= dist.rank_and_world()[1]:
+                    part = dist.local_range(len(x))
+                    in_data = (x[part], None if y is None else y[part])
+                    self._shard = True
         self._fit(self.model_, in_data, batch_size)
         return self
 
@@ -100,6 +105,13 @@ class Detector:
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
+
+    def score_nothing(self) -> None:
+        """Take part in a round of sharded scoring without samples of this process's own.
+
+        Only detectors whose scoring is collective (KNN with its bank split across processes)
+        do anything; the others score each process's samples independently.
+        """
 
     def score_data(self, data: Any, batch_size: int = 256, max_samples: Optional[int] = None) -> torch.Tensor:
         """Scores for every sample of ``data``."""

@@ -192,6 +192,10 @@ class KNN(Detector):
             return self._score_sharded(z)
         return knn_score(z, self.bank_, self.k).cpu()
 
+    def score_nothing(self) -> None:
+        if getattr(self, "sharded_", False):
+            self._score_sharded(torch.zeros(0, self.bank_.shape[1]))
+
     def _score_sharded(self, z: torch.Tensor) -> torch.Tensor:
         """Every rank's queries against this rank's bank block; the ranks' k nearest are merged."""
         queries, lengths = dist.gather_rows(torch.nn.functional.normalize(z.float(), dim=1).cpu())

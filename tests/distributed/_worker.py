@@ -9,6 +9,7 @@ inside the performance section, after the model card has run. ``form`` is how th
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -62,6 +63,36 @@ FORMS = {
 }
 
 
+def api(folder: Path, form: str) -> dict:
+    """The public functions on streamed data in batches of 8: robust and corruption accuracy, OOD evaluation."""
+    import robustness
+
+    net = SmallCNN(num_classes=len(CLASSES))
+    net.load_state_dict(torch.load(folder / "w.pt", weights_only=True))
+    data = torch.load(folder / "data.pt", weights_only=True)
+    m = explain.ModelWrapper(net, input_kind="image", class_names=CLASSES)
+    x, y = data["x"], data["y"]
+    ood = torch.rand(x.shape, generator=torch.Generator().manual_seed(5))
+    curve = robustness.robust_accuracy(m, API_FORMS[form](x, y), eps=[0, 0.1, 0.4], method="pgd", steps=3,
+                                       bisect_steps=2, batch_size=8)
+    k = robustness.corruption_accuracy(m, API_FORMS[form](x, y), corruptions=["gaussian_noise", "contrast"],
+                                       severities=[2, 5], batch_size=8)
+    ev = robustness.evaluate_ood(m, API_FORMS[form](x, y), API_FORMS[form](ood, None),
+                                 methods=["msp", "mahalanobis", "knn", "vim"],
+                                 params={"knn": {"k": 3}, "vim": {"dim": 4}}, batch_size=8)
+    return {"robust": {**curve.to_dict(), "minimal_eps": curve.minimal_eps.tolist()}, "corruptions": k.to_dict(),
+            "ood": {**ev.to_dict(), "scores": {n: r.to_dict(include_scores=True) for n, r in ev.methods.items()}}}
+
+
+#: re-iterable forms for the public functions (evaluate_ood reads its data several times): an
+#: unshuffled DataLoader (indexable) and a list of batches (read whole by every rank)
+API_FORMS = {
+    "loader": lambda x, y: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*([x] if y is None else [x, y])),
+                                                       batch_size=5),
+    "batches": lambda x, y: [(x[i:i + 6], None if y is None else y[i:i + 6]) for i in range(0, len(x), 6)],
+}
+
+
 def build(folder: Path, fail_rank: int = -1, form: str = "tensors"):
     from reports import build_report
     from reports.sections import SECTION_BUILDERS  # noqa: F401 - the registry the sections come from
@@ -91,7 +122,12 @@ def main() -> int:
     dist.init_from_env()
     from explain.errors import ToolkitError
     try:
-        build(folder, fail_rank, form)
+        if form.startswith("api-"):
+            result = api(folder, form[4:])
+            if dist.is_main():
+                (folder / "api.json").write_text(json.dumps(result))
+        else:
+            build(folder, fail_rank, form)
     except ToolkitError as error:
         if not getattr(error, "secondary", False):
             dist.announce_failure()
