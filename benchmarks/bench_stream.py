@@ -9,8 +9,11 @@ resident set size after set-up (model built, one batch run) and its peak RSS
 2 000 to 20 000 inputs. As a control, ``--materialised`` also feeds the same inputs as in-memory
 tensors, which must grow.
 
+With ``--world W`` every measurement runs as W gloo processes under ``torch.distributed.run``
+(each reads only its own batches of the DataLoader) and the largest peak of any rank is reported.
+
 Usage:
-    python benchmarks/bench_stream.py --repeats 3
+    python benchmarks/bench_stream.py --repeats 3 [--world 2]
 """
 
 from __future__ import annotations
@@ -48,6 +51,8 @@ def child(entry: str, n: int, materialised: bool) -> dict:
     from explain.zoo import SmallCNN
 
     torch.set_num_threads(1)
+    from robustness import distributed as dist
+    rank, world = dist.init_from_env()
 
     class Lazy(Dataset):
         def __init__(self, n: int, offset: int = 0, scale: float = 1.0) -> None:
@@ -85,14 +90,21 @@ def child(entry: str, n: int, materialised: bool) -> dict:
         rep = reports.build_report(m, d, sections=["performance"], max_samples=None)
         out = rep.to_dict()["sections"]["performance"]["summary"]["accuracy"]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    return {"entry": entry, "n": n, "base_mb": base / 1024, "peak_mb": peak / 1024, "result": out}
+    return {"entry": entry, "n": n, "base_mb": base / 1024, "peak_mb": peak / 1024, "result": out, "rank": rank,
+            "world": world}
 
 
-def run_child(entry: str, n: int, materialised: bool) -> dict:
+def run_child(entry: str, n: int, materialised: bool, world: int = 1) -> dict:
+    """One measurement in fresh processes; with ``world`` > 1 under ``torch.distributed.run`` (gloo),
+    reporting the largest peak of any rank (every rank must agree on the result)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, __file__, "--child", entry, str(n)] + (["--materialised"] if materialised else [])
+    launch = [sys.executable] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                  "--nproc-per-node", str(world)]
+    cmd = launch + [__file__, "--child", entry, str(n)] + (["--materialised"] if materialised else [])
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    ranks = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(ranks) == world and all(r["result"] == ranks[0]["result"] for r in ranks), ranks
+    return max(ranks, key=lambda r: r["peak_mb"])
 
 
 def main() -> None:
@@ -101,6 +113,7 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs=2, default=[2000, 20000])
     p.add_argument("--entries", nargs="+", default=ENTRIES, choices=ENTRIES)
     p.add_argument("--materialised", action="store_true", help="also run on in-memory tensors (control)")
+    p.add_argument("--world", type=int, default=1, help="processes per measurement (torchrun, gloo)")
     p.add_argument("--child", nargs=2, metavar=("ENTRY", "N"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
@@ -112,7 +125,7 @@ def main() -> None:
         for mode in modes:
             for entry in a.entries:
                 for n in a.sizes:
-                    r = run_child(entry, n, mode)
+                    r = run_child(entry, n, mode, a.world)
                     runs.setdefault((mode, entry, n), []).append(r)
                     print(f"  {'tensors' if mode else 'stream '} {entry:26s} n={n:6d} peak {r['peak_mb']:7.1f} MB "
                           f"(after set-up {r['base_mb']:6.1f} MB) -> {r['result']}", file=sys.stderr)
@@ -123,7 +136,8 @@ def main() -> None:
         for entry in a.entries:
             p_lo = statistics.median(r["peak_mb"] for r in runs[(mode, entry, lo)])
             p_hi = statistics.median(r["peak_mb"] for r in runs[(mode, entry, hi)])
-            what = "in-memory tensors" if mode else "lazy Dataset → DataLoader(64)"
+            what = ("in-memory tensors" if mode else "lazy Dataset → DataLoader(64)") + (
+                f", {a.world} processes (largest rank peak)" if a.world > 1 else "")
             print(f"| {what} | {entry} | {p_lo:.1f} | {p_hi:.1f} | {100 * (p_hi / p_lo - 1):+.1f} % |")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import time
 from typing import Any, Optional, Sequence
@@ -12,6 +13,7 @@ from explain import check_wrapper
 from explain.data import stream
 from explain.errors import EmptyDataError, InputShapeError
 
+from .. import distributed as dist
 from ..attacks._base import input_scale
 from ..evaluate import make_attack
 from ..registry import ATTACKS
@@ -149,6 +151,10 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
             or joined to this size); only per-sample counts are kept across chunks.
         **params: passed to :func:`verify` (``attacks``, ``attack_steps``, ``alpha_steps``, ...).
 
+    Inside a ``torch.distributed`` process group every rank passes the same data and verifies its
+    own block of each chunk; the counts are all-reduced and the first chunk's verifications joined
+    in sample order, so every rank returns the same result.
+
     Returns:
         ``CertifiedAccuracyResult`` (budgets ascending). Its ``verifications`` hold the per-budget
         results of the first chunk only (the first ``chunk_size`` samples, counterexamples
@@ -178,7 +184,12 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
             raise InputShapeError("certified_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
         x = wrapper.check_inputs(x)
         y = wrapper.check_labels(y, x)
+        part = dist.local_range(len(x))  # in a process group each rank verifies its block of the chunk
+        x, y = x[part], y[part]
         n += len(x)
+        if not len(x):
+            runs += [None] * len(budgets) if b == 0 else []
+            continue
         clean_hits += int((wrapper.predict(x) == y).sum())
         cert = torch.ones(len(x), dtype=torch.bool)
         viol = torch.zeros(len(x), dtype=torch.bool)
@@ -191,6 +202,12 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
             cert &= ~viol
             cert_n[k] += int(cert.sum())
             viol_n[k] += int(viol.sum())
+    if dist.active():
+        totals = dist.all_reduce_sum(torch.tensor([n, clean_hits, *cert_n, *viol_n], dtype=torch.float64))
+        n, clean_hits = int(totals[0]), int(totals[1])
+        cert_n = [int(v) for v in totals[2:2 + len(budgets)]]
+        viol_n = [int(v) for v in totals[2 + len(budgets):]]
+        runs = [_joined(list(per_rank)) for per_rank in zip(*dist.gather_objects(runs))]
     if n == 0:
         raise EmptyDataError("certified_accuracy needs at least one sample")
     share = lambda k: float(torch.tensor(float(k), dtype=torch.float32) / n)  # noqa: E731 - a float32 mean's rounding
@@ -200,3 +217,15 @@ def certified_accuracy(model: Any, data: Any, eps: Sequence[float] = (0, 1 / 255
     counts = [{"verified": c, "violated": v, "unknown": n - c - v} for c, v in zip(cert_n, viol_n)]
     return CertifiedAccuracyResult(budgets, clean_acc, certified, empirical, counts, method, n,
                                    time.perf_counter() - start, {"seed": seed, **params}, runs)
+
+
+def _joined(parts: list) -> VerificationResult:
+    """One budget's verifications of consecutive blocks (``None`` for an empty block), as one result."""
+    parts = [p for p in parts if p is not None]
+    first = parts[0]
+    cat = lambda name: torch.cat([getattr(p, name) for p in parts])  # noqa: E731
+    return dataclasses.replace(
+        first, status=[st for p in parts for st in p.status], margins=cat("margins"), labels=cat("labels"),
+        clean_pred=cat("clean_pred"), counterexamples=cat("counterexamples"), adv_pred=cat("adv_pred"),
+        adv_margin=cat("adv_margin"), inputs=None if first.inputs is None else cat("inputs"),
+        seconds={k: max(p.seconds.get(k, 0.0) for p in parts) for k in first.seconds})

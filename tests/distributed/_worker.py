@@ -19,13 +19,14 @@ import explain
 from explain.zoo import SmallCNN
 from robustness import distributed as dist
 
-SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood"]
+SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood", "verification"]
 CONFIG = {
     "explanations": {"methods": ["gradcam", "integrated_gradients"], "samples": 3,
                      "params": {"integrated_gradients": {"steps": 8}}},
     "robustness": {"methods": ["pgd"], "eps": [0, 0.03, 0.1], "steps": 2, "bisect_steps": 1,
                    "corruptions": ["gaussian_noise", "contrast"], "severities": [2, 5]},
     "ood": {"methods": ["msp", "energy", "mahalanobis", "knn", "vim"], "params": {"knn": {"k": 3}}},
+    "verify": {"samples": 8, "eps": [0, 0.01, 0.1], "method": "ibp", "attack_steps": 5},
 }
 CLASSES = ["square", "plus", "cross", "blank"]
 
