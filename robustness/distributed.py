@@ -1,8 +1,9 @@
 """Sharded evaluation over ``torch.distributed`` process groups (launched with ``torchrun``).
 
 Every rank receives the same data; each works on one contiguous block of sample indices
-(:func:`shard_indices`) and the blocks are combined by all-reduce (sums and counts) or gathered
-back into sample order (:func:`gather_in_order`). Every sample is evaluated exactly once, also when
+(:func:`shard_indices`) of data held in memory, or on every W-th batch of streamed data (see
+``robustness._sharded_stream``), and the parts are combined by all-reduce (sums and counts) or
+gathered back into sample order (:func:`gather_in_order`). Every sample is evaluated exactly once, also when
 the world size does not divide the number of samples, and no sample is padded or duplicated.
 Outside a process group (or with a world of one) every helper is a no-op, so the same code runs
 in one process and in many.

@@ -1,8 +1,8 @@
 """Performance: accuracy, macro and per-class precision/recall/F1, confusion matrix, calibration.
 
 Every number here is read off two sums over samples, the confusion counts and the calibration
-bins' (count, correct, confidence), so inside a process group each rank counts its own block and
-the sums are all-reduced.
+bins' (count, correct, confidence), so inside a process group each rank counts its own batches
+of the streamed data and the sums are all-reduced.
 
 Macro averages run over the classes that occur in the labels or the predictions (scikit-learn's
 ``labels=``): a class absent from both has no precision or recall to average, and counting it as 0

@@ -37,10 +37,10 @@ class Detector:
     def fit(self, model: Any, in_data: Any, *, batch_size: int = 256) -> "Detector":
         """Learn from in-distribution ``in_data`` in one streamed pass.
 
-        Inside a ``torch.distributed`` process group every rank passes the same data and reads
-        only its own block of samples; the detectors combine the blocks from all-reduced
-        sufficient statistics (or, for KNN, keep a sharded feature bank), so the fitted detector
-        equals a single process's.
+        Inside a ``torch.distributed`` process group every rank passes the same data and fits on
+        every W-th batch of it (reading only those when the data is indexable); the detectors
+        combine the shares from all-reduced sufficient statistics (or, for KNN, keep a sharded
+        feature bank), so the fitted detector equals a single process's.
 
         Args:
             model: an ``explain.ModelWrapper``.
