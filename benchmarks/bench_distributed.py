@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 CLASSES = [str(i) for i in range(10)]
-SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood"]
+SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood", "verification"]
 CORRUPTIONS = ["gaussian_noise", "contrast"]
 SEVERITIES = [1, 3, 5]
 OOD = ["msp", "energy", "mahalanobis", "knn", "vim"]
@@ -42,7 +42,8 @@ def config(n: int) -> dict:
     return {"explanations": {"methods": ["gradcam", "occlusion"], "samples": 6},
             "robustness": {"methods": ["fgsm", "pgd"], "eps": [0, 0.05, 0.1, 0.2], "steps": 5, "bisect_steps": 2,
                            "corruptions": CORRUPTIONS, "severities": SEVERITIES, "max_samples": n},
-            "ood": {"methods": OOD, "max_samples": n}}
+            "ood": {"methods": OOD, "max_samples": n},
+            "verify": {"samples": 64, "method": "ibp", "eps": [0, 1 / 255, 4 / 255], "attack_steps": 10}}
 
 
 def make_net():
@@ -208,6 +209,7 @@ def volumes(n: int, k: int, d: int, world: int, n_fit: int, n_test: int, n_out: 
                 + f64 * 1                                                   # KNN bank size
                 + (f32 * d + f32 * knn_k * world) * (n_test + n_out)        # KNN queries out, k nearest back
                 + len(OOD) * f32 * (n_test + n_out)),                       # scores gathered
+        "verification": f64 * (2 + 2 * 3),                                  # sample, clean, verified, violated counts
     }
 
 
@@ -227,7 +229,7 @@ def print_projection(args, med: dict, folder: Path, ev: dict) -> None:
           "ideal speed-up | speed-up from the 1 vs 2 split |")
     print("|---|---|---|---|---|---|---|")
     vol8 = volumes(args.n, 10, d, 8, ev["n_fit"], ev["n_in"], ev["n_out"], map_px=28 * 28)
-    for s in ("performance", "explanations", "robustness", "ood"):
+    for s in ("performance", "explanations", "robustness", "ood", "verification"):
         one, two = med[1][s], med[w][s]
         comm = (vol8[s] + (vol8["explanations (maps, pickled)"] if s == "explanations" else 0)) * 7 / 8 / 10e9
         eight = one / 8 + comm
@@ -280,7 +282,7 @@ def main() -> None:
         print(f"\n## Communication per section at {w} processes (bytes; computed from shapes vs counted on rank 0)\n")
         print("| section | computed | counted (all-reduce + gather) |")
         print("|---|---|---|")
-        for s in ("performance", "explanations", "explanations (maps, pickled)", "robustness", "ood"):
+        for s in ("performance", "explanations", "explanations (maps, pickled)", "robustness", "ood", "verification"):
             counted = sum(measured.get(s, {}).values()) if s in measured else "not counted"
             print(f"| {s} | {vol[s]:,} | {counted if isinstance(counted, str) else f'{counted:,}'} |")
         if args.skip_throughput:

@@ -101,7 +101,9 @@ def run_child(entry: str, n: int, materialised: bool, world: int = 1) -> dict:
     launch = [sys.executable] if world == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                   "--nproc-per-node", str(world)]
     cmd = launch + [__file__, "--child", entry, str(n)] + (["--materialised"] if materialised else [])
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
     ranks = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(ranks) == world and all(r["result"] == ranks[0]["result"] for r in ranks), ranks
     return max(ranks, key=lambda r: r["peak_mb"])
