@@ -7,7 +7,9 @@ trains it), as a multiple of the time the 5 explanations themselves take.
 
 Part 2 — the same metric, same inputs, same parameters, same attributions, xaiscope vs Quantus
 (``quantus`` package): cascading model-parameter randomisation (MPRT), pixel flipping and
-faithfulness correlation. Medians of interleaved runs; seconds per sample.
+faithfulness correlation. Medians of interleaved runs; milliseconds per sample. Beside them the
+*ceiling*: the same number of model evaluations (Quantus's count) at the model's best batch size in
+a bare forward (or forward+backward) loop — what an implementation with no overhead would reach.
 
 Usage:
     python benchmarks/bench_trust.py [--repeats 2] [--samples 32] [--threads 2] [--skip-quantus | --skip-table]
@@ -115,23 +117,56 @@ def part2(m, x, repeats):
     }
     ours = {
         "MPRT (gradcam, all layers)": lambda: explain.metrics.randomization(m, x, "gradcam", target=y, absolute=True),
-        "pixel flipping (IG, 28 steps)": lambda: explain.metrics.deletion(
-            m, x, a, features="pixels", baseline=0.0, steps=28, n_random=1),
+        "pixel flipping (IG, 28 steps)": lambda: explain.metrics.deletion(  # the attribution-order curve alone
+            m, x, a, features="pixels", baseline=0.0, steps=28, n_random=0),
         f"faithfulness correlation ({runs} runs)": lambda: explain.metrics.faithfulness_correlation(
             m, x, a, n_runs=runs, subset_size=size, baseline=0.0, output="logit"),
     }
-    fns = {}
+    # model evaluations per sample (Quantus's count) and whether each needs a backward pass
+    evals = {"MPRT (gradcam, all layers)": (1 + n_layers, True), "pixel flipping (IG, 28 steps)": (28, False),
+             f"faithfulness correlation ({runs} runs)": (1 + runs, False)}
+    fns = forward_limit_fns(m, x)
     for key, fn in ours.items():  # per metric: xaiscope, Quantus on the whole batch, Quantus one sample at a time
         fns[(key, "xaiscope")] = fn
         fns[(key, "batched")] = lambda q=quantus_calls[key], n=len(x): q(n)
         fns[(key, "per-sample")] = lambda q=quantus_calls[key]: q(1)
     med = interleaved_medians(fns, repeats, torch.device("cpu"))
+    per_row = {k[1:]: v / LIMIT_ROWS for k, v in med.items() if k[0] == "limit"}  # (size, backward) → s/row
     rows = []
     for key in ours:
         t, tb, t1 = med[(key, "xaiscope")], med[(key, "batched")], med[(key, "per-sample")]
         k = 1000 / len(x)
-        rows.append([key, t * k, tb * k, tb / t, t1 * k, t1 / t])
-    return rows, n_layers
+        e, bwd = evals[key]
+        best = min(v for (size, b), v in per_row.items() if b == bwd)
+        ceiling = e * best * len(x)
+        rows.append([key, t * k, tb * k, tb / t, t1 * k, t1 / t, ceiling * k, t1 / ceiling, ceiling / t])
+    limits = [[size, "forward+backward" if b else "forward", v * 1e3] for (size, b), v in sorted(per_row.items())]
+    return rows, n_layers, limits
+
+
+LIMIT_ROWS = 512
+LIMIT_SIZES = (1, 8, 16, 32, 64, 128, 256)
+
+
+def forward_limit_fns(m, x):
+    """The model's forward (and forward+backward) limit: bare loops over ``LIMIT_ROWS`` rows at each
+    batch size, no xaiscope code in the way (natural-unit inputs normalised once, outside the loop)."""
+    net = copy.deepcopy(m.model).eval().requires_grad_(False)  # gradients for the input only, as the methods
+    z = m.normalize(x.repeat(LIMIT_ROWS // len(x) + 1, 1, 1, 1)[:LIMIT_ROWS])
+
+    def loop(size, backward):
+        def run():
+            for i in range(0, LIMIT_ROWS, size):
+                xb = z[i:i + size]
+                if backward:
+                    xb = xb.clone().requires_grad_(True)
+                    net(xb).max(1).values.sum().backward()
+                else:
+                    with torch.no_grad():
+                        net(xb)
+        return run
+
+    return {("limit", size, b): loop(size, b) for size in LIMIT_SIZES for b in (False, True)}
 
 
 def main() -> None:
@@ -152,10 +187,14 @@ def main() -> None:
           f"(model trained in {time.perf_counter() - t0:.0f} s, accuracy "
           f"{float((m.predict(digits.x_test[:500]) == digits.y_test[:500]).float().mean()):.1%})\n", flush=True)
     if not args.skip_quantus:
-        rows2, n_layers = part2(m, x, args.repeats)
+        rows2, n_layers, limits = part2(m, x, args.repeats)
         print(markdown_table(["metric (same inputs and parameters)", "xaiscope ms/sample", "Quantus batched ms/sample",
-                              "speed-up vs batched", "Quantus per-sample ms/sample", "speed-up vs per-sample"], rows2))
-        print(f"\n({n_layers} randomisable layers)\n", flush=True)
+                              "speed-up vs batched", "Quantus per-sample ms/sample", "speed-up vs per-sample",
+                              "ceiling ms/sample", "ceiling's speed-up vs per-sample", "ceiling / xaiscope"],
+                             rows2))
+        print(f"\n({n_layers} randomisable layers)\n")
+        print(markdown_table(["batch size", "pass", "ms per row"], limits))
+        print(flush=True)
     if not args.skip_table:
         rows, totals = part1(m, x, args.table_repeats or args.repeats, (False,) if args.no_quick else (False, True))
         print(markdown_table(["method", "explanation ms/sample", "trust checks ms/sample", "× explanation",

@@ -105,8 +105,10 @@ def faithfulness_correlation(
             return score_outputs(wrapper.forward(pert.view(len(rows), *xd.shape[1:])), td[i], output)
 
         with wrapper.session(grad=False):
-            fx = score_outputs(torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size)), td, output)
-            fp = torch.cat(wrapper.batched(run, n * r, batch_size=batch_size, desc="faithfulness")).view(n, r)
+            row = xd.shape[1:]  # the model's own input shape: the batch size tuned for it applies
+            fx = score_outputs(torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size,
+                                                         shape=row)), td, output)
+            fp = torch.cat(wrapper.batched(run, n * r, batch_size=batch_size, desc="faithfulness", shape=row)).view(n, r)
         sums = a[torch.arange(n, device=a.device)[:, None, None], subsets].sum(2)
         corr = pearson_rows(sums, fx[:, None] - fp).cpu()
     params = {"n_runs": r, "subset_size": int(subsets.shape[2]), "output": output, "seed": seed,
@@ -173,8 +175,10 @@ def infidelity(
             return score_outputs(wrapper.forward(xd[i] - noise[rows]), td[i], output)
 
         with wrapper.session(grad=False):
-            fx = score_outputs(torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size)), td, output)
-            fp = torch.cat(wrapper.batched(run, n * s, batch_size=batch_size, desc="infidelity")).view(n, s)
+            row = xd.shape[1:]  # the model's own input shape: the batch size tuned for it applies
+            fx = score_outputs(torch.cat(wrapper.batched(lambda sl: wrapper.forward(xd[sl]), n, batch_size=batch_size,
+                                                         shape=row)), td, output)
+            fp = torch.cat(wrapper.batched(run, n * s, batch_size=batch_size, desc="infidelity", shape=row)).view(n, s)
         ia = (noise.view(n, s, -1).double() * a.reshape(n, 1, -1).double()).sum(2)  # N×S
         df = (fx[:, None] - fp).double()
         if normalize:

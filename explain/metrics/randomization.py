@@ -91,6 +91,7 @@ def randomization(
     margin: float = MARGIN,
     seed: int = 0,
     quick: bool = False,
+    strip_samples: Optional[int] = None,
 ) -> MetricResult:
     """Model-parameter randomisation test of one explanation method.
 
@@ -109,6 +110,10 @@ def randomization(
         margin: how far below the same-method-twice baseline the similarity must fall (see module doc).
         seed: seeds the re-initialisation.
         quick: fewer steps, for large models.
+        strip_samples: evaluate the cascade steps before the last on the first ``strip_samples``
+            samples only (their ``spearman``/``ssim`` entries for the other samples are NaN); the
+            verdict reads the last step alone, so it is unchanged, and ``example_maps`` still shows
+            every step. Ignored in ``"independent"`` mode and when an explainer parameter is a tensor.
 
     Returns:
         ``MetricResult`` with ``values`` = Spearman similarity after the last evaluated step (lower =
@@ -152,6 +157,8 @@ def randomization(
         state = {k: v.clone() for k, v in twin.model.state_dict().items()} if mode == "independent" else None
         twin_mods = dict(twin.model.named_modules())
         prep = (lambda v: v.abs()) if absolute else (lambda v: v)
+        subset = (strip_samples is not None and int(strip_samples) >= 1 and mode == "cascading"
+                  and not any(isinstance(v, torch.Tensor) for v in kw.values()))
         sims, ssims, example = [], [], [original[0]]
         done = -1
         for step in picks:
@@ -162,9 +169,11 @@ def randomization(
             else:
                 twin.model.load_state_dict(state)
                 _reset(twin_mods[names[step]], seed, wrapper.device)
-            new = fn(twin, xd, t, **kw).values.float()
-            sims.append(spearman_rows(flat_map(prep(original)), flat_map(prep(new))))
-            ssims.append(ssim(prep(original), prep(new)))
+            k = len(xd) if step == picks[-1] or not subset else min(int(strip_samples), len(xd))
+            new = fn(twin, xd[:k], t[:k], **kw).values.float()
+            pad = torch.full((len(xd) - k,), float("nan"))
+            sims.append(torch.cat([spearman_rows(flat_map(prep(original[:k])), flat_map(prep(new))), pad]))
+            ssims.append(torch.cat([ssim(prep(original[:k]), prep(new)), pad]))
             example.append(new[0])
         if "seed" in kw or _takes_seed(fn):
             again = fn(wrapper, xd, t, **{**kw, "seed": int(kw.get("seed", 0)) + 1}).values.float()
@@ -183,6 +192,7 @@ def randomization(
                "baseline_kind": baseline_kind, "drop_interval": (lo, hi), "test_interval": (clo, chi),
                "example_maps": torch.stack(example)}
     p = {"mode": mode, "absolute": absolute, "margin": margin, "seed": seed, "steps": len(picks),
+         "strip_samples": int(strip_samples) if subset else None,
          "layers_total": len(names), "explainer_params": {k: v for k, v in kw.items() if not isinstance(v, torch.Tensor)}}
     return MetricResult("randomization", name, final, nanmean(final), p, timer.seconds, verdict,
                         (lo, hi), details, higher_is_better=False)

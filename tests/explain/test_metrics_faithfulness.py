@@ -119,3 +119,73 @@ def test_metric_result_serialises_to_json(cnn):
     r = explain.metrics.insertion(cnn.wrapper, x, explain.gradcam(cnn.wrapper, x), steps=4)
     d = json.loads(json.dumps(r.to_dict()))
     assert d["metric"] == "insertion" and len(d["values"]) == 2 and len(d["details"]["curve"][0]) == 5
+
+
+class _CountRows(torch.nn.Module):
+    """The wrapped network, counting the rows it is asked to score."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.rows = net, 0
+
+    def forward(self, x):
+        self.rows += x.shape[0]
+        return self.net(x)
+
+
+def test_deletion_and_insertion_score_each_distinct_input_once(cnn):
+    counter = _CountRows(cnn.net)
+    m = explain.ModelWrapper(counter, "image", device="cpu")
+    x, steps = cnn.x[:4], 20
+    a = explain.gradcam(m, x)
+    counter.rows = 0
+    res = explain.metrics.deletion_insertion(m, x, a, steps=steps, n_random=1)
+    # 32×32 inputs in 4-pixel cells: 64 features, and 64·k/20 never ends in one half, so deletion in the
+    # reversed random order reuses every point of insertion in that order; full and empty are shared
+    assert res["deletion"].details["features"].tolist() == [64] * 4
+    assert counter.rows == res["deletion"].params["evaluations"] == len(x) * (3 * (steps - 1) + 2)
+    curve = res["deletion"].details["curve"]
+    full = torch.softmax(cnn.wrapper.logits(x), 1).gather(1, a.target[:, None])[:, 0]
+    assert torch.allclose(curve[:, 0], full, atol=1e-5) and torch.allclose(res["insertion"].details["curve"][:, -1], full, atol=1e-5)
+    assert torch.allclose(res["deletion"].details["random_curve"][:, -1], res["insertion"].details["curve"][:, 0], atol=1e-6)
+
+
+def _direct_curve(m, x, a, cell, steps, insert):
+    """One input at a time: rank the cells by mean attribution, zero the first round(k/S·F) of them."""
+    out = torch.zeros(len(x), steps + 1)
+    for i in range(len(x)):
+        cells = a.values[i].unfold(0, cell, cell).unfold(1, cell, cell).mean((2, 3)).flatten()
+        order = cells.argsort(descending=True, stable=True)
+        f = len(order)
+        for k in range(steps + 1):
+            moved = order[: int(round(k / steps * f))]
+            on = torch.zeros(f, dtype=torch.bool)
+            on[moved] = True
+            if not insert:
+                on = ~on
+            side = x.shape[-1] // cell
+            keep = on.view(side, side).repeat_interleave(cell, 0).repeat_interleave(cell, 1)
+            xi = torch.where(keep, x[i], torch.zeros_like(x[i]))
+            out[i, k] = torch.softmax(m.logits(xi[None]), 1)[0, a.target[i]]
+    return out
+
+
+def test_curves_match_a_direct_one_input_at_a_time_computation(cnn):
+    x, steps = cnn.x[:3], 8
+    a = explain.gradcam(cnn.wrapper, x)
+    res = explain.metrics.deletion_insertion(cnn.wrapper, x, a, steps=steps, n_random=1, baseline=0.0)
+    for which in ("deletion", "insertion"):
+        ref = _direct_curve(cnn.wrapper, x, a, 4, steps, which == "insertion")
+        assert torch.allclose(res[which].details["curve"], ref, atol=1e-5), which
+
+
+def test_n_random_zero_gives_the_attribution_curve_alone_without_a_verdict(cnn):
+    x = cnn.x[:4]
+    a = explain.integrated_gradients(cnn.wrapper, x, steps=8)
+    alone = explain.metrics.deletion(cnn.wrapper, x, a, steps=10, n_random=0)
+    judged = explain.metrics.deletion(cnn.wrapper, x, a, steps=10, n_random=1)
+    assert torch.allclose(alone.details["curve"], judged.details["curve"], atol=1e-6)
+    assert alone.verdict is None and alone.interval is None and "random_auc" not in alone.details
+    assert alone.params["evaluations"] == len(x) * 11 < judged.params["evaluations"]
+    with pytest.raises(explain.errors.InputShapeError, match="n_random"):
+        explain.metrics.deletion(cnn.wrapper, x, a, n_random=-1)

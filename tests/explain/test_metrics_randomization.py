@@ -126,6 +126,16 @@ def test_cascading_steps_go_from_the_top_layer_to_all_layers(cnn):
     assert r.details["example_maps"].shape == (4, 32, 32)
 
 
+def test_strip_samples_runs_early_steps_on_the_first_samples_and_keeps_the_verdict(cnn):
+    x = cnn.x[:6]
+    full = explain.metrics.randomization(cnn.wrapper, x, "gradcam", steps=3)
+    strip = explain.metrics.randomization(cnn.wrapper, x, "gradcam", steps=3, strip_samples=1)
+    sp, ref = strip.details["spearman"], full.details["spearman"]
+    assert torch.equal(sp[-1], ref[-1]) and strip.verdict == full.verdict and strip.interval == full.interval
+    assert torch.allclose(sp[:-1, 0], ref[:-1, 0], atol=1e-5) and bool(sp[:-1, 1:].isnan().all())
+    assert torch.allclose(strip.details["example_maps"], full.details["example_maps"], atol=1e-6)
+
+
 def test_unknown_layer_and_mode_raise_specific_errors(cnn):
     with pytest.raises(explain.errors.LayerNotFoundError, match="not modules"):
         explain.metrics.randomization(cnn.wrapper, cnn.x[:2], "gradcam", layers=["nope"])

@@ -64,3 +64,15 @@ def test_a_trust_failure_leaves_the_gallery_intact(cnn, tmp_path, monkeypatch):
     sec = {s.id: s for s in rep.sections}
     assert sec["explanations"].error is None and sec["explanations"].summary["failed_trust_checks"] == {}
     assert "trust exploded" in sec["trust"].error
+
+
+def test_trust_section_refuses_zero_random_orders_with_a_message():
+    import pytest
+
+    from explain.errors import InputValueError
+    from reports.report import ReportContext
+
+    ctx = ReportContext(wrapper=None, x=None, y=None, config={"trust": {"n_random": 0}})
+    with pytest.raises(InputValueError, match="n_random.*at least 1"):
+        trust._settings(ctx)
+    assert trust._settings(ReportContext(wrapper=None, x=None, y=None, config={}))["n_random"] == 2
