@@ -17,6 +17,7 @@ import torch
 import explain
 from explain.errors import InputValueError
 from explain.registry import get_explainer
+from robustness import distributed as dist
 
 from .. import figures_trust as figs
 from .._png import to_png
@@ -86,41 +87,55 @@ def trust_results(ctx: ReportContext) -> dict:
 
 
 def _compute(ctx: ReportContext) -> dict:
+    """Every configured method's row; inside a process group the methods are shared out across the
+    ranks (method ``i`` on rank ``i % W``) and the rows gathered, so every rank holds all of them."""
     s = _settings(ctx)
     m = ctx.wrapper
     x = ctx.x[: s["samples"]]
     target = m.predict(x)
-    masks = ctx.cache.get("masks")
+    rank, world = dist.rank_and_world()
+    local = {name: _judge(ctx, s, name, x, target) for name in s["methods"][rank::world]}
+    judged: dict = {}
+    for part in dist.gather_objects(local):
+        judged.update(part)
     rows, failures, attrs = {}, {}, {}
     for name in s["methods"]:
-        p = dict(s["params"].get(name, {}))
-        try:
-            fn = get_explainer(name)
-            a = fn(m, x, target, **p)
-            attrs[name] = a
-            row = {"explanation_seconds": a.seconds, "quality": {q: float(v.float().nanmean()) for q, v in a.quality.items()}}
-            start = time.perf_counter()
-            seeded = "seed" in a.params
-            steps = s["randomization_steps"] if s["randomization_steps"] is not None else 2
-            row["randomization"] = explain.metrics.randomization(  # the strip's intermediate steps: sample 0 only
-                m, x, name, attribution=a, params=p, steps=int(steps), seed=ctx.seed, strip_samples=1)
-            row["curves"] = explain.metrics.deletion_insertion(m, x, a, params=p, steps=s["steps"],
-                                                               n_random=s["n_random"], seed=ctx.seed)
-            if m.input_kind != "tokens" and s["sensitivity_perturbations"] > 0 and (
-                    name in GRADIENT_METHODS or not s["quick"]) and not seeded:
-                row["sensitivity"] = explain.metrics.sensitivity(
-                    m, x, name, attribution=a, params=p, n_perturb=s["sensitivity_perturbations"],
-                    radius=s["sensitivity_radius"], seed=ctx.seed)
-            if masks is not None:
-                mk = torch.as_tensor(masks)[: len(x)]
-                row["pointing_game"] = explain.metrics.pointing_game(a, mk)
-                row["relevance_mass"] = explain.metrics.relevance_mass(a, mk)
-            row["metric_seconds"] = time.perf_counter() - start
-            rows[name] = row
-        except Exception as error:  # noqa: BLE001 - one failing method must not hide the others
-            failures[name] = f"{type(error).__name__}: {error}"
+        if isinstance(judged[name], str):
+            failures[name] = judged[name]
+        else:
+            rows[name], attrs[name] = judged[name]
     agreement = explain.metrics.agreement(attrs) if len(attrs) >= 2 else None
     return {"settings": s, "x": x, "methods": rows, "failures": failures, "agreement": agreement}
+
+
+def _judge(ctx: ReportContext, s: dict, name: str, x: torch.Tensor, target: torch.Tensor):
+    """``(row, attribution)`` of one method, or its error as text (one failing method must not hide the others)."""
+    m = ctx.wrapper
+    masks = ctx.cache.get("masks")
+    p = dict(s["params"].get(name, {}))
+    try:
+        a = get_explainer(name)(m, x, target, **p)
+        row = {"explanation_seconds": a.seconds, "quality": {q: float(v.float().nanmean()) for q, v in a.quality.items()}}
+        start = time.perf_counter()
+        seeded = "seed" in a.params
+        steps = s["randomization_steps"] if s["randomization_steps"] is not None else 2
+        row["randomization"] = explain.metrics.randomization(  # the strip's intermediate steps: sample 0 only
+            m, x, name, attribution=a, params=p, steps=int(steps), seed=ctx.seed, strip_samples=1)
+        row["curves"] = explain.metrics.deletion_insertion(m, x, a, params=p, steps=s["steps"],
+                                                           n_random=s["n_random"], seed=ctx.seed)
+        if m.input_kind != "tokens" and s["sensitivity_perturbations"] > 0 and (
+                name in GRADIENT_METHODS or not s["quick"]) and not seeded:
+            row["sensitivity"] = explain.metrics.sensitivity(
+                m, x, name, attribution=a, params=p, n_perturb=s["sensitivity_perturbations"],
+                radius=s["sensitivity_radius"], seed=ctx.seed)
+        if masks is not None:
+            mk = torch.as_tensor(masks)[: len(x)]
+            row["pointing_game"] = explain.metrics.pointing_game(a, mk)
+            row["relevance_mass"] = explain.metrics.relevance_mass(a, mk)
+        row["metric_seconds"] = time.perf_counter() - start
+        return row, a
+    except Exception as error:  # noqa: BLE001 - reported in the table in place of the row
+        return f"{type(error).__name__}: {error}"
 
 
 def failed_checks(ctx: ReportContext) -> Dict[str, List[str]]:

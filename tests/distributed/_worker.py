@@ -19,7 +19,7 @@ import explain
 from explain.zoo import SmallCNN
 from robustness import distributed as dist
 
-SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood", "verification"]
+SECTIONS = ["model_card", "performance", "explanations", "robustness", "ood", "verification", "trust"]
 CONFIG = {
     "explanations": {"methods": ["gradcam", "integrated_gradients"], "samples": 3,
                      "params": {"integrated_gradients": {"steps": 8}}},
@@ -27,6 +27,8 @@ CONFIG = {
                    "corruptions": ["gaussian_noise", "contrast"], "severities": [2, 5]},
     "ood": {"methods": ["msp", "energy", "mahalanobis", "knn", "vim"], "params": {"knn": {"k": 3}}},
     "verify": {"samples": 8, "eps": [0, 0.01, 0.1], "method": "ibp", "attack_steps": 5},
+    "trust": {"methods": ["gradcam", "integrated_gradients", "lime"], "samples": 6, "steps": 6,
+              "sensitivity_perturbations": 2, "params": {"lime": {"n_samples": 64}}},
 }
 CLASSES = ["square", "plus", "cross", "blank"]
 
