@@ -47,6 +47,11 @@ def _tensor_scalar(value: Any) -> Any:
     return _scalar(value)
 
 
+#: up to this many gradient numbers in all, one norm of their concatenation is cheaper than one
+#: norm per tensor (small models, where per-call costs dominate); above it the copy is not
+CAT_NUMEL = 1 << 16
+
+
 def gradient_norm_tensor(params: List[torch.nn.Parameter]) -> Optional[torch.Tensor]:
     """The global L2 norm of the gradients of ``params``, as a 0-d tensor on their device (not read).
 
@@ -60,8 +65,10 @@ def gradient_norm_tensor(params: List[torch.nn.Parameter]) -> Optional[torch.Ten
         return None
     first = grads[0]
     with torch.no_grad():
-        if (first.dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm")
-                and all(g.device == first.device and g.dtype == first.dtype for g in grads)):
+        same = all(g.device == first.device and g.dtype == first.dtype for g in grads)
+        if same and first.dtype in (torch.float32, torch.float64) and sum(g.numel() for g in grads) <= CAT_NUMEL:
+            return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+        if same and first.dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
             norms = torch._foreach_norm(grads)  # one fused call, no per-tensor Python work
         else:
             norms = [g.float().norm().to(first.device) for g in grads]
