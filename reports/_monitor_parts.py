@@ -95,10 +95,12 @@ def resolve_steps(records: List[dict], keys: Sequence[str] = ("loss", "grad_norm
         held = [r for r in records if isinstance(r.get(key), torch.Tensor)]
         if not held:
             continue
-        tensors = [r[key].reshape(()).float() for r in held]
+        tensors = [r[key] for r in held]
         try:
-            values = torch.stack(tensors).tolist()
-        except RuntimeError:  # tensors on different devices
+            values = torch.stack(tensors).reshape(-1).tolist()
+            if len(values) != len(tensors):
+                raise RuntimeError("not one number per tensor")
+        except RuntimeError:  # tensors on different devices or of different shapes
             values = [float(t) for t in tensors]
         for r, v in zip(held, values):
             r[key] = v
