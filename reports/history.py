@@ -80,7 +80,8 @@ class HistoryWriter:
         self._fd: Optional[int] = None
 
     def append(self, records: List[dict], *, sync: bool = False) -> None:
-        """Append ``records`` as complete lines in one ``write``; ``sync`` also flushes the file to the disk (``fsync``)."""
+        """Append ``records`` as complete lines in one ``write``; ``sync`` also flushes the file to the
+        disk (``fsync``)."""
         if not records and not sync:
             return
         data = "".join(_line(r) for r in records).encode("utf-8")

@@ -152,7 +152,9 @@ class Monitor:
         self.records: list = []
         self._pending: list = []
         self._last_write = clock()
-        self._last_sync: Optional[float] = None
+        self._last_sync = clock()  # the first flush to the disk SYNC_SECONDS in (short runs: at close)
+        self._params: list = []
+        self._params_read: Optional[float] = None
         self._last_probed: Optional[int] = None
         self._prev_maps: Optional[torch.Tensor] = None
         self.epoch, self.global_step = 0, 0
@@ -167,7 +169,7 @@ class Monitor:
             self._prev_maps = None if maps is None else torch.from_numpy(maps.astype(np.float32))
             self._last_probed = self.epoch  # epochs of the earlier session are not probed again
         self._reset_epoch()
-        self._write(meta_record(self))  # the first flush to the disk comes with the first epoch record
+        self._write(meta_record(self))
         self._live = _want_live(live)
         self._view = None
         self._bar = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1)
@@ -176,13 +178,14 @@ class Monitor:
     # ------------------------------------------------------------------ recording
     def _write(self, record: dict, sync: bool = False) -> None:
         """Append a record, after the queued step records, in one write. ``sync`` flushes the file to
-        the disk (``fsync``) unless the last flush was less than ``SYNC_SECONDS`` ago: on epochs of a few
-        milliseconds a flush per epoch would cost more than the training. Every line is complete once
-        written (and readable by other processes), whatever the flushing; ``close`` flushes."""
+        the disk (``fsync``) unless the last flush (or the start) was less than ``SYNC_SECONDS`` ago:
+        on epochs of a few milliseconds a flush per epoch would cost more than the training. Every
+        line is complete once written (and readable by other processes), whatever the flushing;
+        ``close`` flushes."""
         self.records.append(record)
         if self._file is not None:
             now = self._clock()
-            sync = sync and (self._last_sync is None or now - self._last_sync >= SYNC_SECONDS)
+            sync = sync and now - self._last_sync >= SYNC_SECONDS
             resolve_steps(self._pending)
             self._file.append(self._pending + [record], sync=sync)
             self._pending = []
@@ -202,8 +205,11 @@ class Monitor:
         self._samples = 0
         self._lr: Optional[float] = None
         self._step_own = 0.0
-        self._params = list(self.wrapper.model.parameters())  # read once per epoch, not at every step
         now = self._clock()
+        if self._params_read is None or now - self._params_read >= STEP_WRITE_SECONDS:
+            # the parameters whose gradients make the norm: re-read at an epoch end at most once a
+            # second (a model that gains parameters is followed from then on), never at every step
+            self._params, self._params_read = list(self.wrapper.model.parameters()), now
         self._epoch_start = self._last_step = now
 
     def step(self, loss: Any = None, lr: Any = None, *, grad_norm: Any = None, batch_size: Optional[int] = None,

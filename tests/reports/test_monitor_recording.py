@@ -20,7 +20,7 @@ from reports._monitor_parts import gradient_norm, gradient_norm_tensor, resolve_
 from reports.history import HISTORY_FILE, HistoryWriter, _line, read_history
 
 
-def test_step_records_hold_torchs_loss_and_gradient_norm_and_nonfinite_losses_are_left_out_of_the_mean(tmp_path):
+def test_step_records_hold_torchs_loss_and_gradient_norm_and_leave_nonfinite_losses_out_of_the_mean(tmp_path):
     data = planted_images(48, size=8, patch=3, seed=1)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
@@ -73,7 +73,8 @@ def test_gradient_norm_matches_torch_for_mixed_dtypes_and_missing_gradients(monk
 
 def test_resolving_steps_reads_every_tensor_once_and_leaves_numbers_alone():
     recs = [{"loss": torch.tensor(0.5), "grad_norm": torch.tensor([2.0], dtype=torch.float64)},
-            {"loss": 0.25, "grad_norm": None}, {"loss": torch.tensor(float("inf"), dtype=torch.bfloat16), "grad_norm": 3.0}]
+            {"loss": 0.25, "grad_norm": None},
+            {"loss": torch.tensor(float("inf"), dtype=torch.bfloat16), "grad_norm": 3.0}]
     resolve_steps(recs)
     assert recs[0] == {"loss": 0.5, "grad_norm": 2.0} and recs[1] == {"loss": 0.25, "grad_norm": None}
     assert math.isinf(recs[2]["loss"]) and recs[2]["grad_norm"] == 3.0
