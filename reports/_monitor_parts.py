@@ -63,16 +63,17 @@ def gradient_norm_tensor(params: List[torch.nn.Parameter]) -> Optional[torch.Ten
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
+    if any(g.requires_grad for g in grads):  # gradients of gradients (create_graph=True): stay out of the graph
+        grads = [g.detach() for g in grads]
     first = grads[0]
-    with torch.no_grad():
-        same = all(g.device == first.device and g.dtype == first.dtype for g in grads)
-        if same and first.dtype in (torch.float32, torch.float64) and sum(g.numel() for g in grads) <= CAT_NUMEL:
-            return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
-        if same and first.dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
-            norms = torch._foreach_norm(grads)  # one fused call, no per-tensor Python work
-        else:
-            norms = [g.float().norm().to(first.device) for g in grads]
-        return torch.linalg.vector_norm(torch.stack(norms))
+    same = all(g.device == first.device and g.dtype == first.dtype for g in grads)
+    if same and first.dtype in (torch.float32, torch.float64) and sum(g.numel() for g in grads) <= CAT_NUMEL:
+        return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    if same and first.dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
+        norms = torch._foreach_norm(grads)  # one fused call, no per-tensor Python work
+    else:
+        norms = [g.float().norm().to(first.device) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def gradient_norm(model: torch.nn.Module) -> Optional[float]:

@@ -86,7 +86,9 @@ class Monitor:
         explain_samples: how many fixed probe samples it explains.
         eps, attack_steps: the ``robustness`` probe's budget (default per input kind) and PGD steps.
         ood: probe OOD inputs for the ``ood`` probe; ``ood_detector`` names the detector.
-        log_every: write every ``k``-th step record (epoch records are always written).
+        log_every: write every ``k``-th step record (epoch records are always written); the
+            gradient norm, the costliest per-step number, is read on those steps only, and the
+            epoch's mean gradient norm is over them.
         steps_per_epoch: the progress bar's length, if known.
         live: ``"auto"`` (on in Jupyter), ``True`` or ``False``: a figure that updates in place.
         progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
@@ -233,7 +235,11 @@ class Monitor:
         self._last_step = now
         self.global_step += 1
         loss_v, lr_v = _tensor_scalar(loss), _scalar(lr)
-        norm = _tensor_scalar(grad_norm) if grad_norm is not None else gradient_norm_tensor(self._params)
+        logged = self.global_step % self.log_every == 0
+        if grad_norm is not None:
+            norm = _tensor_scalar(grad_norm)
+        else:  # the costliest per-step number: read on the steps written only
+            norm = gradient_norm_tensor(self._params) if logged else None
         if lr_v is not None:
             self._lr = lr_v
         if batch_size:
@@ -243,7 +249,7 @@ class Monitor:
                **{k: _scalar(v) for k, v in scalars.items()}}
         self.records.append(rec)
         self._steps.append(rec)
-        if self._file is not None and self.global_step % self.log_every == 0:
+        if self._file is not None and logged:
             self._pending.append(rec)  # appended in groups, at least STEP_WRITE_SECONDS apart
             if now - self._last_write >= STEP_WRITE_SECONDS:
                 self._flush_steps()

@@ -104,3 +104,28 @@ def test_history_writer_appends_complete_lines_readable_before_close(tmp_path):
     w.close()
     lines = (tmp_path / HISTORY_FILE).read_text().splitlines()
     assert [json.loads(x)["type"] for x in lines] == ["meta", "step", "epoch", "step"]
+
+
+def test_log_every_reads_the_gradient_norm_on_written_steps_only(tmp_path):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
+    m = explain.ModelWrapper(net, "series", device="cpu")
+    x, y = torch.randn(40, 4, 6), torch.randint(0, 3, (40,))
+    mon = reports.Monitor(m, probes=[], out=tmp_path / "run", log_every=2, progress=False, live=False)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    norms = []
+    for i in range(4):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(net(x[i * 10:(i + 1) * 10]).mean(1), y[i * 10:(i + 1) * 10])
+        loss.backward()
+        norms.append(float(torch.nn.utils.get_total_norm([p.grad for p in net.parameters()])))
+        mon.step(loss=loss, lr=0.1)
+        opt.step()
+    epoch = mon.epoch_end()
+    mon.close()
+    steps = [r for r in mon.records if r["type"] == "step"]
+    assert [s["grad_norm"] is None for s in steps] == [True, False, True, False]
+    assert epoch["grad_norm"] == pytest.approx((norms[1] + norms[3]) / 2, rel=1e-6)
+    h = read_history(tmp_path / "run")
+    assert [s["step"] for s in h.steps] == [2, 4]
+    assert [s["grad_norm"] for s in h.steps] == pytest.approx([norms[1], norms[3]], rel=1e-6)
