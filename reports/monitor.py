@@ -174,7 +174,7 @@ class Monitor:
         self._write(meta_record(self))
         self._live = _want_live(live)
         self._view = None
-        self._bar = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1)
+        self._bar, self._bar_shown = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1), -math.inf
         self._own_seconds += clock() - began
 
     # ------------------------------------------------------------------ recording
@@ -255,7 +255,8 @@ class Monitor:
                 self._flush_steps()
         if self._bar is not None:
             self._bar.update(1)
-            if loss_v is not None:
+            if loss_v is not None and now - self._bar_shown >= STEP_WRITE_SECONDS:  # reading the loss: once a second
+                self._bar_shown = now
                 self._bar.set_postfix_str(f"loss {_scalar(loss_v):.4g}" + (f" lr {lr_v:.2g}" if lr_v is not None else ""),
                                           refresh=False)
         spent = self._clock() - now
