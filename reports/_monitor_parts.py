@@ -1,16 +1,26 @@
 """Pieces of :class:`reports.Monitor` that are not scheduling or probing: reading a step's numbers
-(scalars, the gradient norm) and the terminal / notebook views."""
+(scalars, the gradient norm) and the terminal / notebook views.
+
+A step's loss and gradient norm stay tensors until its record is written (:func:`resolve_steps`
+turns all of them into numbers at once): reading a CUDA tensor's value waits for the GPU, and
+doing that at every step would stall the training loop.
+"""
 
 from __future__ import annotations
 
+import datetime as _dt
 import sys
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import torch
 
+import explain
 from explain.errors import InputShapeError
+from robustness import probes as P
 
-__all__ = ["gradient_norm"]
+from .history import save_array
+
+__all__ = ["gradient_norm", "gradient_norm_tensor", "resolve_steps"]
 
 
 def _scalar(value: Any) -> Optional[float]:
@@ -27,15 +37,99 @@ def _scalar(value: Any) -> Optional[float]:
         raise InputShapeError(f"expected a number, got {type(value).__name__}") from None
 
 
-def gradient_norm(model: torch.nn.Module) -> Optional[float]:
-    """The global L2 norm of the parameters' current gradients (``None`` when none has a gradient)."""
-    grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+def _tensor_scalar(value: Any) -> Any:
+    """A one-number tensor stays a (detached) tensor, read later by :func:`resolve_steps`; anything
+    else becomes a float now."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise InputShapeError(f"expected a scalar (one number), got a tensor of shape {tuple(value.shape)}")
+        return value.detach()
+    return _scalar(value)
+
+
+#: up to this many gradient numbers in all, one norm of their concatenation is cheaper than one
+#: norm per tensor (small models, where per-call costs dominate); above it the copy is not
+CAT_NUMEL = 1 << 16
+
+
+def gradient_norm_tensor(params: List[torch.nn.Parameter]) -> Optional[torch.Tensor]:
+    """The global L2 norm of the gradients of ``params``, as a 0-d tensor on their device (not read).
+
+    Parameters without a gradient are skipped; ``None`` when none has one.
+
+    Shape:
+        returns a 0-d tensor.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return None
-    same = all(g.device == grads[0].device and g.dtype == grads[0].dtype for g in grads)
-    if same and grads[0].dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
-        return float(torch.stack(torch._foreach_norm(grads)).norm())  # one fused pass, no per-tensor calls
-    return float(torch.stack([g.float().norm().to(grads[0].device) for g in grads]).norm())
+    if any(g.requires_grad for g in grads):  # gradients of gradients (create_graph=True): stay out of the graph
+        grads = [g.detach() for g in grads]
+    first = grads[0]
+    same = all(g.device == first.device and g.dtype == first.dtype for g in grads)
+    if same and first.dtype in (torch.float32, torch.float64) and sum(g.numel() for g in grads) <= CAT_NUMEL:
+        return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
+    if same and first.dtype in (torch.float32, torch.float64) and hasattr(torch, "_foreach_norm"):
+        norms = torch._foreach_norm(grads)  # one fused call, no per-tensor Python work
+    else:
+        norms = [g.float().norm().to(first.device) for g in grads]
+    return torch.linalg.vector_norm(torch.stack(norms))
+
+
+def gradient_norm(model: torch.nn.Module) -> Optional[float]:
+    """The global L2 norm of the parameters' current gradients (``None`` when none has a gradient).
+
+    Example:
+        >>> loss.backward(); gradient_norm(net)     # doctest: +SKIP
+        0.83
+    """
+    norm = gradient_norm_tensor(list(model.parameters()))
+    return None if norm is None else float(norm)
+
+
+def resolve_steps(records: List[dict], keys: Sequence[str] = ("loss", "grad_norm")) -> None:
+    """Replace the tensor values under ``keys`` in ``records`` by floats, in place, reading all at once.
+
+    One ``stack`` and one ``tolist`` per key instead of one device read per step.
+    """
+    for key in keys:
+        held = [r for r in records if isinstance(r.get(key), torch.Tensor)]
+        if not held:
+            continue
+        tensors = [r[key] for r in held]
+        try:
+            values = torch.stack(tensors).reshape(-1).tolist()
+            if len(values) != len(tensors):
+                raise RuntimeError("not one number per tensor")
+        except RuntimeError:  # tensors on different devices or of different shapes
+            values = [float(t) for t in tensors]
+        for r, v in zip(held, values):
+            r[key] = v
+
+
+def meta_record(self: Any) -> dict:
+    """The history's first record for a monitor: the model's facts and the probe settings (saves the
+    tracked samples' array when the ``explanations`` probe is on)."""
+    m = self.wrapper
+    meta = {"type": "meta", "xaiscope_version": explain.__version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+            "model": type(m.model).__name__, "input_kind": m.input_kind, "class_names": m.class_names,
+            "probes": self.probes, "every": self.every, "epochs": self.epochs,
+            "max_overhead": self.max_overhead if self.every == "auto" else None,
+            "probe_size": 0 if self.x is None else len(self.x),
+            "explainer": self.explainer if "explanations" in self.probes else None,
+            "eps": (P.DEFAULT_PROBE_EPS[m.input_kind] if self.eps is None else self.eps)
+            if "robustness" in self.probes else None,
+            "attack_steps": self.attack_steps if "robustness" in self.probes else None,
+            "ood_detector": self.ood_detector if "ood" in self.probes else None, "samples_file": None,
+            "start_epoch": self.epoch, "seed": self.seed}
+    if "explanations" in self.probes:
+        xs = self.x[: self.explain_samples]
+        meta["samples_file"] = "samples.npy"
+        meta["sample_labels"] = None if self.y is None else self.y[: self.explain_samples].tolist()
+        if self.folder is not None:
+            save_array(self.folder, "samples.npy", xs.detach().cpu().numpy())
+    return meta
 
 
 def _in_notebook() -> bool:

@@ -9,15 +9,17 @@ like a run without it.
 
 When to probe (``every``): a probe pass costs about the same at every epoch end, while epochs can
 be long (thousands of samples) or a few steps, so a fixed schedule is either wasteful or too
-sparse. The default, ``every="auto"``, keeps the probes within an overhead budget
-(``max_overhead=0.05``: probes may take 5 % of the training time): the first epoch is always
-probed, which measures the probe's cost; a later epoch is probed when the probe time so far plus
-two more probes (this one and a reserved final one) stays within ``max_overhead`` × the training
-time so far; the last epoch is always probed — at its ``epoch_end`` when ``epochs`` is known,
-otherwise by :meth:`Monitor.close`, which probes the final weights if the last epoch was skipped.
-So, apart from the first probe, the probes' share of the run stays within the budget. Every epoch
-record says whether it was ``probed``; figures draw probe values only at probed epochs.
-``every="epoch"`` probes every epoch, ``every=k`` every ``k``-th.
+sparse. The default, ``every="auto"``, keeps the monitor within an overhead budget
+(``max_overhead=0.05``: 5 % of the training time): the first epoch is always probed, which
+measures the probe's cost; a later epoch is probed when everything the monitor has cost so far
+(the probes, and its own per-step and per-epoch recording and writing, as measured by its clock)
+plus two more probes (this one and a reserved final one) stays within ``max_overhead`` × the
+training time so far; the last epoch is always probed — at its ``epoch_end`` when ``epochs`` is
+known, otherwise by :meth:`Monitor.close`, which probes the final weights if the last epoch was
+skipped. So, apart from the first probe, the monitor's share of the run stays within the budget.
+Every epoch record says whether it was ``probed`` and what the monitor's own recording cost
+(``monitor_seconds``); figures draw probe values only at probed epochs. ``every="epoch"`` probes
+every epoch, ``every=k`` every ``k``-th.
 
 Example:
     >>> mon = reports.Monitor(m, probe=(x_val, y_val), probes=["accuracy", "explanations"], out="runs/exp1")
@@ -31,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 import time
 from typing import Any, Callable, Optional, Sequence, Union
@@ -45,8 +46,9 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from ._monitor_parts import _progress_bar, _scalar, _want_live, gradient_norm
-from .history import append_record, append_records, prepare_folder, read_history, save_array, sync_history
+from ._monitor_parts import (_progress_bar, _scalar, _tensor_scalar, _want_live, gradient_norm_tensor, meta_record,
+                             resolve_steps)
+from .history import HistoryWriter, prepare_folder, read_history, save_array
 
 __all__ = ["Monitor", "PROBES"]
 
@@ -74,7 +76,8 @@ class Monitor:
         every: ``"auto"`` (default: probe within the ``max_overhead`` budget, always at the first
             and the last epoch; see the module docs), ``"epoch"`` (every epoch end) or an int ``k``
             (every ``k``-th epoch).
-        max_overhead: with ``every="auto"``, the probes' share of the training time (default 0.05).
+        max_overhead: with ``every="auto"``, the monitor's share of the training time, probes
+            and its own recording together (default 0.05).
         epochs: the run's length in epochs, if known: the last epoch is then probed at its end
             (the Lightning and Hugging Face callbacks fill it in from the trainer).
         probes: names from :data:`PROBES`; default ``["accuracy"]``.
@@ -83,7 +86,9 @@ class Monitor:
         explain_samples: how many fixed probe samples it explains.
         eps, attack_steps: the ``robustness`` probe's budget (default per input kind) and PGD steps.
         ood: probe OOD inputs for the ``ood`` probe; ``ood_detector`` names the detector.
-        log_every: write every ``k``-th step record (epoch records are always written).
+        log_every: write every ``k``-th step record (epoch records are always written); the
+            gradient norm, the costliest per-step number, is read on those steps only, and the
+            epoch's mean gradient norm is over them.
         steps_per_epoch: the progress bar's length, if known.
         live: ``"auto"`` (on in Jupyter), ``True`` or ``False``: a figure that updates in place.
         progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
@@ -105,6 +110,7 @@ class Monitor:
                  steps_per_epoch: Optional[int] = None, live: Union[str, bool] = "auto",
                  progress: Union[str, bool] = "auto", resume: bool = False, seed: int = 0,
                  clock: Callable[[], float] = time.perf_counter) -> None:
+        began = clock()
         self.wrapper = check_wrapper(model)
         self.probes = list(probes) if probes is not None else ["accuracy"]
         unknown = [p for p in self.probes if p not in PROBES]
@@ -120,7 +126,7 @@ class Monitor:
         self.every: Union[str, int] = "auto" if every == "auto" else (1 if every == "epoch" else int(every))
         self.max_overhead, self.epochs = float(max_overhead), epochs
         self._clock = clock
-        self._train_seconds = self._probe_seconds = 0.0
+        self._train_seconds = self._probe_seconds = self._own_seconds = self._own_step_seconds = 0.0
         self._probe_cost: Optional[float] = None
         self.x, self.y = (None, None)
         if probe is not None:
@@ -148,11 +154,14 @@ class Monitor:
         self.records: list = []
         self._pending: list = []
         self._last_write = clock()
-        self._last_sync: Optional[float] = None
+        self._last_sync = clock()  # the first flush to the disk SYNC_SECONDS in (short runs: at close)
+        self._params: list = []
+        self._params_read: Optional[float] = None
         self._last_probed: Optional[int] = None
         self._prev_maps: Optional[torch.Tensor] = None
         self.epoch, self.global_step = 0, 0
         self.folder = prepare_folder(out, resume) if out is not None else None
+        self._file = HistoryWriter(self.folder) if self.folder is not None else None
         if self.folder is not None and resume and (self.folder / "history.jsonl").exists():
             h = read_history(self.folder)
             self.epoch = max((int(e.get("epoch", 0)) for e in h.epochs), default=0)
@@ -162,69 +171,47 @@ class Monitor:
             self._prev_maps = None if maps is None else torch.from_numpy(maps.astype(np.float32))
             self._last_probed = self.epoch  # epochs of the earlier session are not probed again
         self._reset_epoch()
-        self._write(self._meta(), sync=True)
+        self._write(meta_record(self))
         self._live = _want_live(live)
         self._view = None
-        self._bar = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1)
+        self._bar, self._bar_shown = _progress_bar(progress, self._live, steps_per_epoch, self.epoch + 1), -math.inf
+        self._own_seconds += clock() - began
 
     # ------------------------------------------------------------------ recording
-    def _meta(self) -> dict:
-        m = self.wrapper
-        meta = {"type": "meta", "xaiscope_version": explain.__version__,
-                "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
-                "model": type(m.model).__name__, "input_kind": m.input_kind, "class_names": m.class_names,
-                "probes": self.probes, "every": self.every, "epochs": self.epochs,
-                "max_overhead": self.max_overhead if self.every == "auto" else None,
-                "probe_size": 0 if self.x is None else len(self.x),
-                "explainer": self.explainer if "explanations" in self.probes else None,
-                "eps": (P.DEFAULT_PROBE_EPS[m.input_kind] if self.eps is None else self.eps)
-                if "robustness" in self.probes else None,
-                "attack_steps": self.attack_steps if "robustness" in self.probes else None,
-                "ood_detector": self.ood_detector if "ood" in self.probes else None, "samples_file": None,
-                "start_epoch": self.epoch, "seed": self.seed}
-        if "explanations" in self.probes:
-            xs = self.x[: self.explain_samples]
-            meta["samples_file"] = "samples.npy"
-            meta["sample_labels"] = None if self.y is None else self.y[: self.explain_samples].tolist()
-            if self.folder is not None:
-                save_array(self.folder, "samples.npy", xs.detach().cpu().numpy())
-        return meta
-
     def _write(self, record: dict, sync: bool = False) -> None:
-        """Append a record. ``sync`` flushes it to the disk (``fsync``) unless the last flush was less
-        than ``SYNC_SECONDS`` ago: on epochs of a few milliseconds a flush per epoch would cost more than
-        the training. Every line is complete once written, whatever the flushing; ``close`` flushes."""
+        """Append a record, after the queued step records, in one write. ``sync`` flushes the file to
+        the disk (``fsync``) unless the last flush (or the start) was less than ``SYNC_SECONDS`` ago:
+        on epochs of a few milliseconds a flush per epoch would cost more than the training. Every
+        line is complete once written (and readable by other processes), whatever the flushing;
+        ``close`` flushes."""
         self.records.append(record)
-        if self.folder is not None:
-            self._flush_steps()
+        if self._file is not None:
             now = self._clock()
-            sync = sync and (self._last_sync is None or now - self._last_sync >= SYNC_SECONDS)
-            append_record(self.folder, record, sync=sync)
+            sync = sync and now - self._last_sync >= SYNC_SECONDS
+            resolve_steps(self._pending)
+            self._file.append(self._pending + [record], sync=sync)
+            self._pending = []
+            self._last_write = now
             if sync:
                 self._last_sync = now
 
-    def _write_step(self, record: dict) -> None:
-        """Queue a step record; queued steps are appended together once ``STEP_WRITE_SECONDS`` passed
-        since the last write, and before any other record (so a reader is at most that far behind)."""
-        self.records.append(record)
-        if self.folder is None:
-            return
-        self._pending.append(record)
-        if self._clock() - self._last_write >= STEP_WRITE_SECONDS:
-            self._flush_steps()
-
     def _flush_steps(self) -> None:
         if self._pending:
-            append_records(self.folder, self._pending)
+            resolve_steps(self._pending)
+            self._file.append(self._pending)
             self._pending = []
         self._last_write = self._clock()
 
     def _reset_epoch(self) -> None:
-        self._losses: list = []
-        self._norms: list = []
+        self._steps: list = []  # this epoch's step records
         self._samples = 0
         self._lr: Optional[float] = None
+        self._step_own = 0.0
         now = self._clock()
+        if self._params_read is None or now - self._params_read >= STEP_WRITE_SECONDS:
+            # the parameters whose gradients make the norm: re-read at an epoch end at most once a
+            # second (a model that gains parameters is followed from then on), never at every step
+            self._params, self._params_read = list(self.wrapper.model.parameters()), now
         self._epoch_start = self._last_step = now
 
     def step(self, loss: Any = None, lr: Any = None, *, grad_norm: Any = None, batch_size: Optional[int] = None,
@@ -240,18 +227,19 @@ class Monitor:
             **scalars: any other number to record with the step.
 
         Returns:
-            The step record.
+            The step record. Its ``loss`` and ``grad_norm`` may stay tensors until the record is
+            written (at the latest at the epoch's end), so that a GPU run never waits for them.
         """
         now = self._clock()
         dt = now - self._last_step
         self._last_step = now
         self.global_step += 1
-        loss_v, lr_v = _scalar(loss), _scalar(lr)
-        norm = _scalar(grad_norm) if grad_norm is not None else gradient_norm(self.wrapper.model)
-        if loss_v is not None and math.isfinite(loss_v):
-            self._losses.append(loss_v)
-        if norm is not None and math.isfinite(norm):
-            self._norms.append(norm)
+        loss_v, lr_v = _tensor_scalar(loss), _scalar(lr)
+        logged = self.global_step % self.log_every == 0
+        if grad_norm is not None:
+            norm = _tensor_scalar(grad_norm)
+        else:  # the costliest per-step number: read on the steps written only
+            norm = gradient_norm_tensor(self._params) if logged else None
         if lr_v is not None:
             self._lr = lr_v
         if batch_size:
@@ -259,15 +247,22 @@ class Monitor:
         rec = {"type": "step", "epoch": self.epoch + 1, "step": self.global_step, "loss": loss_v, "lr": lr_v,
                "grad_norm": norm, "seconds": dt, "samples_per_s": (batch_size / dt) if batch_size and dt > 0 else None,
                **{k: _scalar(v) for k, v in scalars.items()}}
-        if self.global_step % self.log_every == 0:
-            self._write_step(rec)
-        else:
-            self.records.append(rec)
+        self.records.append(rec)
+        self._steps.append(rec)
+        if self._file is not None and logged:
+            self._pending.append(rec)  # appended in groups, at least STEP_WRITE_SECONDS apart
+            if now - self._last_write >= STEP_WRITE_SECONDS:
+                self._flush_steps()
         if self._bar is not None:
             self._bar.update(1)
-            if loss_v is not None:
-                self._bar.set_postfix_str(f"loss {loss_v:.4g}" + (f" lr {lr_v:.2g}" if lr_v is not None else ""),
+            if loss_v is not None and now - self._bar_shown >= STEP_WRITE_SECONDS:  # reading the loss: once a second
+                self._bar_shown = now
+                self._bar.set_postfix_str(f"loss {_scalar(loss_v):.4g}" + (f" lr {lr_v:.2g}" if lr_v is not None else ""),
                                           refresh=False)
+        spent = self._clock() - now
+        self._step_own += spent
+        self._own_step_seconds += spent
+        self._own_seconds += spent
         return rec
 
     def epoch_end(self, *, probe: Optional[bool] = None, **scalars: Any) -> dict:
@@ -281,17 +276,22 @@ class Monitor:
         Returns:
             The epoch record (``probes`` holds every probe value, ``probed`` whether they ran).
         """
-        seconds = self._clock() - self._epoch_start
+        start = self._clock()
+        seconds = start - self._epoch_start
         self.epoch += 1
         self._train_seconds += seconds
+        resolve_steps(self._steps)
+        losses = [r["loss"] for r in self._steps if r["loss"] is not None and math.isfinite(r["loss"])]
+        norms = [r["grad_norm"] for r in self._steps if r["grad_norm"] is not None and math.isfinite(r["grad_norm"])]
         rec = {"type": "epoch", "epoch": self.epoch, "step": self.global_step,
-               "loss": float(np.mean(self._losses)) if self._losses else None, "lr": self._lr,
-               "grad_norm": float(np.mean(self._norms)) if self._norms else None, "seconds": seconds,
+               "loss": sum(losses) / len(losses) if losses else None, "lr": self._lr,
+               "grad_norm": sum(norms) / len(norms) if norms else None, "seconds": seconds,
                "samples_per_s": self._samples / seconds if self._samples and seconds > 0 else None,
                **{k: _scalar(v) for k, v in scalars.items()}, "probes": {}, "probe_seconds": 0.0, "maps": None,
                "probed": False}
         if self.probes and (self._due() if probe is None else bool(probe)):
             rec.update(self._probe_record())
+        rec["monitor_seconds"] = self._step_own + self._clock() - start - rec["probe_seconds"]
         self._write(rec, sync=True)
         self._show()
         if self._bar is not None:
@@ -301,6 +301,7 @@ class Monitor:
             self._bar.reset(total=self.steps_per_epoch)
             self._bar.set_description_str(f"epoch {self.epoch + 1}")
         self._reset_epoch()
+        self._own_seconds += self._clock() - start - rec["probe_seconds"]
         return rec
 
     def _due(self) -> bool:
@@ -309,7 +310,8 @@ class Monitor:
             return self.epoch % int(self.every) == 0
         if self._probe_cost is None or (self.epochs is not None and self.epoch >= self.epochs):
             return True
-        return self._probe_seconds + 2 * self._probe_cost <= self.max_overhead * self._train_seconds
+        spent = self._probe_seconds + self._own_seconds  # probes and the monitor's own bookkeeping
+        return spent + 2 * self._probe_cost <= self.max_overhead * (self._train_seconds - self._own_step_seconds)
 
     def _probe_record(self) -> dict:
         """Run the probes now; the record's ``probes``, ``maps``, ``probe_seconds`` and ``probed``."""
@@ -377,9 +379,11 @@ class Monitor:
                 if r.get("type") == "epoch" and r.get("epoch") == self.epoch:
                     r.update({k: rec[k] for k in ("probes", "maps", "probe_seconds", "probed")})
                     break
-        if self.folder is not None:
+        if self._file is not None:
+            resolve_steps(self._steps)
             self._flush_steps()
-            sync_history(self.folder)
+            self._file.append([], sync=True)  # flush everything to the disk once, through the open file
+            self._file.close()
         if self._bar is not None:
             self._bar.set_description_str(f"{self.epoch} epoch(s) done")
             self._bar.close()

@@ -136,7 +136,8 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def classification_probe(model: Any, x: torch.Tensor, y: torch.Tensor, *, bins: int = 15) -> dict:
     """Accuracy, macro precision / recall / F1 and ECE of ``model`` on a labelled probe set."""
     wrapper = check_wrapper(model)
-    probs = torch.softmax(wrapper.logits(x), dim=1)
+    with torch.inference_mode():  # only numbers leave this pass, so autograd may skip all its bookkeeping
+        probs = torch.softmax(wrapper.logits(x), dim=1)
     k = probs.shape[1]
     out = classification_metrics(probs.argmax(1), y.long(), k)
     out["ece"] = expected_calibration_error(probs, y.long(), bins)

@@ -10,6 +10,7 @@ from torch import nn
 
 import explain
 import reports
+from reports import monitor as monitor_module
 from explain.errors import InputShapeError
 from explain.zoo import planted_images
 from reports import figures_training as figs
@@ -26,8 +27,9 @@ class FakeClock:
 
 
 def _monitored_run(tmp_path, *, epochs_run: int, epochs_known, every="auto", step_s=0.25, probe_s=0.172,
-                   probes=("accuracy",), close=True):
-    """Simulated training: 4 steps of ``step_s`` fake seconds per epoch; each probe pass costs ``probe_s``."""
+                   probes=("accuracy",), close=True, record_s=0.0):
+    """Simulated training: 4 steps of ``step_s`` fake seconds per epoch; each probe pass costs ``probe_s``;
+    the monitor's own recording of each step (its gradient-norm read) costs ``record_s``."""
     data = planted_images(16, size=8, patch=3, seed=0)
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
@@ -41,6 +43,19 @@ def _monitored_run(tmp_path, *, epochs_run: int, epochs_known, every="auto", ste
         clock.now += probe_s
         return real_probes()
     mon._run_probes = costly_probes
+    real_norm = monitor_module.gradient_norm_tensor
+
+    def costly_norm(params):
+        clock.now += record_s
+        return real_norm(params)
+    monitor_module.gradient_norm_tensor = costly_norm
+    try:
+        return _drive(mon, clock, epochs_run, step_s, close, tmp_path)
+    finally:
+        monitor_module.gradient_norm_tensor = real_norm
+
+
+def _drive(mon, clock, epochs_run, step_s, close, tmp_path):
     for _ in range(epochs_run):
         for _ in range(4):
             clock.now += step_s
@@ -113,3 +128,19 @@ def test_training_section_draws_probes_only_at_probed_epochs(tmp_path):
     assert section.summary["probed_epochs"] == [1, 11, 14, 18, 20]
     maps = next(b for b in section.blocks if getattr(b, "name", None) == "maps")
     assert "rank correlation to the probed epoch before" in maps.caption
+
+
+def test_auto_budget_counts_the_monitors_own_recording_cost(tmp_path):
+    # Training 1 s per epoch; the monitor's own recording 4 × 0.005 = 0.02 s per epoch (measured inside
+    # step, so epochs take 1.02 s); probes 0.172 s. After k probes the next needs
+    # k × 0.172 + 0.02 e + 2 × 0.172 <= 0.05 × 1.0 e, i.e. e >= 17.2 for k = 1 → epoch 18, then the last.
+    mon, h = _monitored_run(tmp_path, epochs_run=20, epochs_known=20, record_s=0.005)
+    assert h.probed_epochs() == [1, 18, 20]
+    assert all(e["monitor_seconds"] == pytest.approx(0.02) for e in h.epochs)
+    assert all(e["seconds"] == pytest.approx(1.02) for e in h.epochs)
+    spent = sum(e["probe_seconds"] + e["monitor_seconds"] for e in h.epochs)
+    assert spent == pytest.approx(3 * 0.172 + 20 * 0.02) and spent <= 0.05 * 20 * 1.0
+    # the same run with free recording probes as the probe-only budget does
+    _, free = _monitored_run(tmp_path / "free", epochs_run=20, epochs_known=20)
+    assert free.probed_epochs() == [1, 11, 14, 18, 20]
+    assert all(e["monitor_seconds"] == 0.0 for e in free.epochs)
