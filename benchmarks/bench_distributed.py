@@ -194,22 +194,39 @@ def throughput(folder: Path, n: int, repeats: int = 3) -> dict:
             "repeats": repeats}
 
 
+def round_rows(n: int, world: int, batch: int = 256) -> list:
+    """Rows of each rank in each round when batch ``i`` of a stream of ``n`` goes to rank ``i % world``."""
+    sizes = [min(batch, n - i) for i in range(0, n, batch)]
+    return [[sizes[r0 + r] if r0 + r < len(sizes) else 0 for r in range(world)] for r0 in range(0, len(sizes), world)]
+
+
 def volumes(n: int, k: int, d: int, world: int, n_fit: int, n_test: int, n_out: int, knn_k: int = 10,
             attacks: int = 2, gallery: int = 6, map_px: int = 0, methods: int = 2) -> dict:
-    """Bytes each section moves, from the shapes (every rank's contribution, as ``traffic()`` counts them)."""
+    """Bytes each section moves, from the shapes (every rank's contribution, as ``traffic()`` counts them).
+
+    Data held in memory is split in contiguous blocks (gathers pad every block to the longest);
+    streamed data goes out by batch, round-robin (gathers pad every rank's rows to the most any
+    rank holds; KNN's sharded scoring gathers each round's queries and k-nearest lists).
+    """
     block = -(-n // world)  # the longest block; gathers pad every block to it
     f64, f32 = 8, 4
+
+    def per_rank_longest(m):  # a gather of one value per sample of a streamed set
+        return max(map(sum, zip(*round_rows(m, world)))) * world
+
+    def knn(m):  # each round: queries padded to the longest part, then every query's k nearest from each rank
+        return sum(max(r) * world * f32 * d + world * sum(r) * f32 * knn_k for r in round_rows(m, world))
     return {
         "performance": f64 * (k * k + 3 * 15),                              # confusion counts + calibration bins
         "explanations": f64 * 2 * block * world,                            # (pred, conf) gathered to pick samples
         "explanations (maps, pickled)": methods * gallery * map_px * f32,   # the gallery's maps, via the control group
-        "robustness": attacks * f32 * block * world + f64 * (1 + len(CORRUPTIONS) * len(SEVERITIES)),
+        "robustness": attacks * f32 * per_rank_longest(n) + f64 * (2 + len(CORRUPTIONS) * len(SEVERITIES)),  # + counts, n
         "ood": (f64 * (k + k * d + d * d)                                   # Mahalanobis sums and outer products
                 + f64 * (1 + d * d + 2)                                     # ViM covariance, count, α sums
                 + f64 * 1                                                   # KNN bank size
-                + (f32 * d + f32 * knn_k * world) * (n_test + n_out)        # KNN queries out, k nearest back
-                + len(OOD) * f32 * (n_test + n_out)),                       # scores gathered
-        "verification": f64 * (2 + 2 * 3),                                  # sample, clean, verified, violated counts
+                + knn(n_test) + knn(n_out)                                  # KNN queries out, k nearest back
+                + len(OOD) * f32 * (per_rank_longest(n_test) + per_rank_longest(n_out))),  # scores gathered
+        "verification": f64 * (2 + 2 * 3),                                 # sample, clean, verified, violated counts
     }
 
 

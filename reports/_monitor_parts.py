@@ -9,6 +9,7 @@ doing that at every step would stall the training loop.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import sys
 from typing import Any, List, Optional, Sequence, Union
 
@@ -150,3 +151,38 @@ def _progress_bar(progress: Union[str, bool], live: bool, total: Optional[int], 
         return None
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=f"epoch {epoch}", leave=True, dynamic_ncols=True, unit="step")
+
+
+class NormSchedule:
+    """On which steps to read the gradient norm, so that reading it costs at most ``share`` of the
+    training time: every step while one read costs at most ``share`` of a step, else every k-th step,
+    k the smallest power of two (at most :attr:`MAX_EVERY`) that brings the amortised cost within
+    ``share``. k is re-chosen from each read's measured cost and the step's duration, so it falls
+    again when steps grow longer. ``share=None`` reads it on every step.
+
+    Example:
+        >>> sched = NormSchedule(0.01)
+        >>> sched.measured(cost=3e-4, step_seconds=0.01)   # 3 % of a step
+        >>> sched.every
+        4
+    """
+
+    MAX_EVERY = 64
+
+    def __init__(self, share: Optional[float]) -> None:
+        self.share, self.every, self._since = share, 1, 0
+
+    def due(self) -> bool:
+        """Whether this step reads the norm (call once per written step)."""
+        self._since += 1
+        if self._since >= self.every:
+            self._since = 0
+            return True
+        return False
+
+    def measured(self, cost: float, step_seconds: float) -> None:
+        """Re-choose ``every`` from one read's ``cost`` and the duration of the step it was read on."""
+        if self.share is None or step_seconds <= 0:
+            return
+        need = cost / (self.share * step_seconds)
+        self.every = 1 if need <= 1 else min(self.MAX_EVERY, 2 ** math.ceil(math.log2(need)))

@@ -46,8 +46,8 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from ._monitor_parts import (_progress_bar, _scalar, _tensor_scalar, _want_live, gradient_norm_tensor, meta_record,
-                             resolve_steps)
+from ._monitor_parts import (NormSchedule, _progress_bar, _scalar, _tensor_scalar, _want_live, gradient_norm_tensor,
+                             meta_record, resolve_steps)
 from .history import HistoryWriter, prepare_folder, read_history, save_array
 
 __all__ = ["Monitor", "PROBES"]
@@ -89,6 +89,10 @@ class Monitor:
         log_every: write every ``k``-th step record (epoch records are always written); the
             gradient norm, the costliest per-step number, is read on those steps only, and the
             epoch's mean gradient norm is over them.
+        grad_norm_share: the largest share of training time reading the gradient norm may take
+            (default 0.01): when one read costs more than that share of a step (tiny models with
+            millisecond steps), it is read on every k-th written step only, k a power of two;
+            ``None`` reads it on every written step.
         steps_per_epoch: the progress bar's length, if known.
         live: ``"auto"`` (on in Jupyter), ``True`` or ``False``: a figure that updates in place.
         progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
@@ -107,6 +111,7 @@ class Monitor:
                  probes: Optional[Sequence[str]] = None, out: Any = None, explainer: str = "gradcam",
                  explain_samples: int = 4, explainer_params: Optional[dict] = None, eps: Optional[float] = None,
                  attack_steps: int = 5, ood: Any = None, ood_detector: str = "energy", log_every: int = 1,
+                 grad_norm_share: Optional[float] = 0.01,
                  steps_per_epoch: Optional[int] = None, live: Union[str, bool] = "auto",
                  progress: Union[str, bool] = "auto", resume: bool = False, seed: int = 0,
                  clock: Callable[[], float] = time.perf_counter) -> None:
@@ -121,6 +126,8 @@ class Monitor:
         if not (isinstance(max_overhead, (int, float)) and 0 < max_overhead < 1):
             raise InputShapeError(f"max_overhead must be a fraction of the training time in (0, 1), got {max_overhead!r}; "
                                   "e.g. 0.05 lets probes take 5 % of it")
+        if grad_norm_share is not None and not (isinstance(grad_norm_share, (int, float)) and 0 < grad_norm_share < 1):
+            raise InputShapeError(f"grad_norm_share must be a fraction in (0, 1) or None, got {grad_norm_share!r}")
         if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
             raise InputShapeError(f"epochs must be a positive number of epochs or None, got {epochs!r}")
         self.every: Union[str, int] = "auto" if every == "auto" else (1 if every == "epoch" else int(every))
@@ -150,6 +157,7 @@ class Monitor:
         self.explainer, self.explainer_params = explainer, dict(explainer_params or {})
         self.explain_samples, self.eps, self.attack_steps = int(explain_samples), eps, int(attack_steps)
         self.ood_detector, self.log_every, self.seed = ood_detector, max(1, int(log_every)), int(seed)
+        self._norms = NormSchedule(grad_norm_share)
         self.steps_per_epoch = steps_per_epoch
         self.records: list = []
         self._pending: list = []
@@ -238,8 +246,12 @@ class Monitor:
         logged = self.global_step % self.log_every == 0
         if grad_norm is not None:
             norm = _tensor_scalar(grad_norm)
-        else:  # the costliest per-step number: read on the steps written only
-            norm = gradient_norm_tensor(self._params) if logged else None
+        elif logged and self._norms.due():  # the costliest per-step number: within its share of the time
+            read = self._clock()
+            norm = gradient_norm_tensor(self._params)
+            self._norms.measured(self._clock() - read, dt)
+        else:
+            norm = None
         if lr_v is not None:
             self._lr = lr_v
         if batch_size:

@@ -26,7 +26,7 @@ def test_step_records_hold_torchs_loss_and_gradient_norm_and_leave_nonfinite_los
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 4))
     m = explain.ModelWrapper(net, "image", device="cpu")
     mon = reports.Monitor(m, probe=(data.x[:8], data.y[:8]), every="epoch", out=tmp_path / "run", progress=False,
-                          live=False)
+                          live=False, grad_norm_share=None)  # the norm on every step, however cheap the step
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     losses, norms = [], []
     net.train()
@@ -111,7 +111,8 @@ def test_log_every_reads_the_gradient_norm_on_written_steps_only(tmp_path):
     net = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     m = explain.ModelWrapper(net, "series", device="cpu")
     x, y = torch.randn(40, 4, 6), torch.randint(0, 3, (40,))
-    mon = reports.Monitor(m, probes=[], out=tmp_path / "run", log_every=2, progress=False, live=False)
+    mon = reports.Monitor(m, probes=[], out=tmp_path / "run", log_every=2, progress=False, live=False,
+                          grad_norm_share=None)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     norms = []
     for i in range(4):

@@ -27,7 +27,7 @@ class FakeClock:
 
 
 def _monitored_run(tmp_path, *, epochs_run: int, epochs_known, every="auto", step_s=0.25, probe_s=0.172,
-                   probes=("accuracy",), close=True, record_s=0.0):
+                   probes=("accuracy",), close=True, record_s=0.0, **kw):
     """Simulated training: 4 steps of ``step_s`` fake seconds per epoch; each probe pass costs ``probe_s``;
     the monitor's own recording of each step (its gradient-norm read) costs ``record_s``."""
     data = planted_images(16, size=8, patch=3, seed=0)
@@ -36,7 +36,7 @@ def _monitored_run(tmp_path, *, epochs_run: int, epochs_known, every="auto", ste
     m = explain.ModelWrapper(net, "image", device="cpu")
     clock = FakeClock()
     mon = reports.Monitor(m, probe=(data.x, data.y), probes=list(probes), every=every, epochs=epochs_known,
-                          out=tmp_path / "run", progress=False, live=False, clock=clock, explain_samples=2)
+                          out=tmp_path / "run", progress=False, live=False, clock=clock, explain_samples=2, **kw)
     real_probes = mon._run_probes
 
     def costly_probes():
@@ -134,7 +134,7 @@ def test_auto_budget_counts_the_monitors_own_recording_cost(tmp_path):
     # Training 1 s per epoch; the monitor's own recording 4 × 0.005 = 0.02 s per epoch (measured inside
     # step, so epochs take 1.02 s); probes 0.172 s. After k probes the next needs
     # k × 0.172 + 0.02 e + 2 × 0.172 <= 0.05 × 1.0 e, i.e. e >= 17.2 for k = 1 → epoch 18, then the last.
-    mon, h = _monitored_run(tmp_path, epochs_run=20, epochs_known=20, record_s=0.005)
+    mon, h = _monitored_run(tmp_path, epochs_run=20, epochs_known=20, record_s=0.005, grad_norm_share=None)
     assert h.probed_epochs() == [1, 18, 20]
     assert all(e["monitor_seconds"] == pytest.approx(0.02) for e in h.epochs)
     assert all(e["seconds"] == pytest.approx(1.02) for e in h.epochs)
@@ -144,3 +144,33 @@ def test_auto_budget_counts_the_monitors_own_recording_cost(tmp_path):
     _, free = _monitored_run(tmp_path / "free", epochs_run=20, epochs_known=20)
     assert free.probed_epochs() == [1, 11, 14, 18, 20]
     assert all(e["monitor_seconds"] == 0.0 for e in free.epochs)
+
+
+def test_a_costly_gradient_norm_is_read_on_every_kth_step_within_its_share(tmp_path, monkeypatch):
+    # steps of 0.25 s, one norm read 0.0075 s = 3 % of a step; share 1 % → k = 4 (the smallest power of
+    # two with 3 % / k ≤ 1 %): read on steps 1, 5, 9, …; the epoch's mean norm is over those steps.
+    # (The simulated loop runs no backward pass, so the norm itself is a stand-in value.)
+    monkeypatch.setattr(monitor_module, "gradient_norm_tensor", lambda params: torch.tensor(2.0))
+    _, h = _monitored_run(tmp_path, epochs_run=3, epochs_known=3, record_s=0.0075)
+    assert [r["step"] for r in h.steps if r["grad_norm"] is not None] == [1, 5, 9]
+    assert [r["loss"] for r in h.steps] == [1.0] * 12  # every step is still written
+    assert all(e["monitor_seconds"] == pytest.approx(0.0075) and e["grad_norm"] is not None for e in h.epochs)
+    # read on every step without the share, and with a share the read fits in
+    _, every = _monitored_run(tmp_path / "all", epochs_run=1, epochs_known=1, record_s=0.0075, grad_norm_share=None)
+    assert [r["grad_norm"] is not None for r in every.steps] == [True] * 4
+    _, cheap = _monitored_run(tmp_path / "cheap", epochs_run=1, epochs_known=1, record_s=0.002)
+    assert [r["grad_norm"] is not None for r in cheap.steps] == [True] * 4
+
+
+def test_gradient_norm_schedule_rechooses_k_when_steps_grow_longer():
+    from reports._monitor_parts import NormSchedule
+    s = NormSchedule(0.01)
+    s.measured(cost=0.05, step_seconds=0.001)  # 5000 % of a step: capped
+    assert s.every == NormSchedule.MAX_EVERY
+    s.measured(cost=0.001, step_seconds=0.05)  # 2 %: every other step
+    assert s.every == 2
+    s.measured(cost=0.001, step_seconds=1.0)
+    assert s.every == 1
+    assert [s.due() for _ in range(3)] == [True, True, True]
+    with pytest.raises(InputShapeError, match="grad_norm_share"):
+        reports.Monitor(explain.ModelWrapper(nn.Linear(2, 2), "series", device="cpu"), grad_norm_share=2)

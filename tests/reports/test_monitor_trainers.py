@@ -45,7 +45,8 @@ def _lightning_run(pl, tmp_path, with_monitor: bool):
     if with_monitor:
         m = explain.ModelWrapper(net, "image", class_names=data.class_names, device="cpu")
         mon = reports.Monitor(m, probe=(data.x[:16], data.y[:16]), probes=PROBES, explain_samples=2, attack_steps=2,
-                              out=tmp_path / "pl", progress=False, live=False, steps_per_epoch=len(loader))
+                              out=tmp_path / "pl", progress=False, live=False, steps_per_epoch=len(loader),
+                              grad_norm_share=None)  # every step's norm, compared below
         callbacks.append(reports.lightning_callback(mon))
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=callbacks,
@@ -108,7 +109,7 @@ def _hf_run(transformers, tmp_path, with_monitor: bool, name: str):
         m = explain.ModelWrapper(net, "tokens", device="cpu", mask_arg="attention_mask", class_names=["a", "b"])
         mon = reports.Monitor(m, probe=(data.x[:16], data.y[:16]), probes=PROBES, explainer="integrated_gradients",
                               explainer_params={"steps": 4}, explain_samples=2, attack_steps=2,
-                              out=tmp_path / "hf", progress=False, live=False)
+                              out=tmp_path / "hf", progress=False, live=False, grad_norm_share=None)
         callbacks.append(reports.hf_callback(mon))
     trainer = transformers.Trainer(model=net, args=args, train_dataset=_Tokens(data.x[:40], data.y[:40]),
                                    callbacks=callbacks)

@@ -43,7 +43,7 @@ def run(tmp_path_factory):
     m, data = tiny()
     folder = tmp_path_factory.mktemp("monitor") / "exp1"
     mon = reports.Monitor(m, probe=(data.x[48:], data.y[48:]), probes=["accuracy", "explanations"], every="epoch", out=folder,
-                          progress=False, live=False, explain_samples=3)
+                          progress=False, live=False, explain_samples=3, grad_norm_share=None)
     train(m, data, mon)
     return m, data, folder
 
