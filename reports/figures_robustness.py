@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -43,9 +43,14 @@ def corruption_curves(result):
     return fig
 
 
-def adversarial_images(result, names: List[str], indices: List[int]):
-    """Rows: clean input, perturbation (amplified to the full range), adversarial input."""
+def adversarial_images(result, names: List[str], indices: List[int], sample_ids: Optional[List[int]] = None):
+    """Rows: clean input, perturbation (amplified to the full range), adversarial input.
+
+    ``indices`` are rows of ``result``; ``sample_ids`` (default: the same) are the numbers the titles
+    give them, e.g. their positions in the evaluated data when ``result`` holds a subset.
+    """
     k = len(indices)
+    ids = list(indices) if sample_ids is None else list(sample_ids)
     fig, axes = plt.subplots(k, 3, figsize=(5.4, 1.8 * k + 0.3), squeeze=False)
     for r, i in enumerate(indices):
         clean, adv = result.inputs[i].float(), result.adversarial[i].float()
@@ -54,7 +59,7 @@ def adversarial_images(result, names: List[str], indices: List[int]):
         show = lambda t: (t.permute(1, 2, 0).numpy() if t.shape[0] == 3 else t[0].numpy())  # noqa: E731
         cmap = None if clean.shape[0] == 3 else "gray"
         axes[r, 0].imshow(np.clip(show(clean), 0, 1), cmap=cmap, vmin=0, vmax=1)
-        axes[r, 0].set_title(f"clean: {names[int(result.clean_pred[i])]}", fontsize=7)
+        axes[r, 0].set_title(f"sample {ids[r]} · clean: {names[int(result.clean_pred[i])]}", fontsize=7)
         axes[r, 1].imshow(np.clip(show(0.5 + 0.5 * delta / amp), 0, 1), cmap=cmap, vmin=0, vmax=1)
         axes[r, 1].set_title(f"perturbation ×{0.5 / amp:.0f}", fontsize=7)
         axes[r, 2].imshow(np.clip(show(adv), 0, 1), cmap=cmap, vmin=0, vmax=1)
@@ -66,9 +71,11 @@ def adversarial_images(result, names: List[str], indices: List[int]):
     return fig
 
 
-def adversarial_series(result, names: List[str], indices: List[int]):
-    """Clean and adversarial signals overlaid, one panel per sample."""
+def adversarial_series(result, names: List[str], indices: List[int], sample_ids: Optional[List[int]] = None):
+    """Clean and adversarial signals overlaid, one panel per sample (``sample_ids`` as in
+    :func:`adversarial_images`)."""
     k = len(indices)
+    ids = list(indices) if sample_ids is None else list(sample_ids)
     fig, axes = plt.subplots(k, 1, figsize=(6.5, 1.5 * k + 0.3), squeeze=False)
     for r, i in enumerate(indices):
         ax = axes[r, 0]
@@ -76,6 +83,7 @@ def adversarial_series(result, names: List[str], indices: List[int]):
         ax.plot(clean[:, 0], lw=1.0, label=f"clean: {names[int(result.clean_pred[i])]}")
         ax.plot(adv[:, 0], lw=1.0, ls="--", label=f"adversarial: {names[int(result.adv_pred[i])]}")
         ax.legend(fontsize=6, loc="upper right")
+        ax.set_title(f"sample {ids[r]}", fontsize=7)
         ax.tick_params(labelsize=6)
     fig.tight_layout()
     return fig

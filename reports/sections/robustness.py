@@ -184,6 +184,7 @@ def _examples(ctx, m, x, y, method, curve, spec, summary) -> list:
         return [Text(f"{method} perturbs embeddings, which have no readable picture; {share:.0%} of correct "
                      f"predictions flipped at the largest budget.")]
     shown = list(range(len(idx)))
-    fig = figs.adversarial_images(r, names, shown) if kind == "image" else figs.adversarial_series(r, names, shown)
+    draw = figs.adversarial_images if kind == "image" else figs.adversarial_series
+    fig = draw(r, names, shown, sample_ids=idx)
     return [Figure("adversarial-examples", to_png(fig, ctx.dpi), f"Adversarial examples ({method} at the largest budget)",
                    "clean input, amplified perturbation and adversarial input with predictions")]
