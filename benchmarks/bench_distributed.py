@@ -137,7 +137,7 @@ def throughput(folder: Path, n: int, repeats: int = 3) -> dict:
     the limit is the median over repeats of limit seconds / section seconds.
     """
     import robustness
-    from reports.build import _stream_data
+    from reports._data_pass import read_data
     m = wrapper(folder)
     data = torch.load(folder / "data.pt", weights_only=True)
     reps = (n + len(data["x"]) - 1) // len(data["x"])
@@ -161,7 +161,7 @@ def throughput(folder: Path, n: int, repeats: int = 3) -> dict:
     maha = robustness.ood_detector("mahalanobis").fit(m, (x[:1000], y[:1000]))
     passes = 1 + len(CORRUPTIONS) * len(SEVERITIES)
     work = {  # name: (section work, forward passes, forward+backward passes, description)
-        "performance (streamed outcomes)": (lambda: _stream_data(m, loader, None, 256, 256), 1, 0, "1 fwd"),
+        "performance (streamed outcomes)": (lambda: read_data(m, loader, None, 256, 256), 1, 0, "1 fwd"),
         "corruptions": (lambda: robustness.corruption_accuracy(m, loader, corruptions=CORRUPTIONS,
                                                                severities=SEVERITIES), passes, 0, f"{passes} fwd"),
         "attack (FGSM, one budget)": (lambda: robustness.robust_accuracy(m, loader, eps=[0.1], method="fgsm",

@@ -23,75 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, Subset
 
-from ._subsets import loader_like, contiguous_runs, sequential_map_loader
+from ._sources import (Zip, as_tensor, contiguous_runs, is_lazy_pair, is_pair, loader_like, sequential_map_loader, slices,
+                       split_batch)
 from .errors import EmptyDataError, InputShapeError, SinglePassDataError
 
 __all__ = ["DataStream", "stream", "iter_batches", "collect", "is_reiterable"]
 
 Batch = Tuple[torch.Tensor, Optional[torch.Tensor]]
-
-
-def _as_tensor(v: Any, what: str) -> torch.Tensor:
-    if isinstance(v, torch.Tensor):
-        return v
-    if isinstance(v, np.ndarray):
-        return torch.from_numpy(v)
-    try:
-        return torch.as_tensor(v)
-    except Exception as error:  # noqa: BLE001 - re-raised as a clear message
-        raise InputShapeError(f"{what}: expected a tensor or array, got {type(v).__name__}") from error
-
-
-def _split(batch: Any) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    if isinstance(batch, dict):
-        x = batch.get("inputs", batch.get("input_ids", batch.get("x")))
-        y = batch.get("labels", batch.get("label", batch.get("y")))
-        if x is None:
-            raise InputShapeError(f"a batch dict needs an 'inputs' (or 'input_ids'/'x') key, got keys {sorted(batch)}")
-        return _as_tensor(x, "inputs"), None if y is None else _as_tensor(y, "labels")
-    if isinstance(batch, (tuple, list)):
-        if len(batch) == 0:
-            raise EmptyDataError("a batch is empty")
-        x = _as_tensor(batch[0], "inputs")
-        y = _as_tensor(batch[1], "labels") if len(batch) > 1 and batch[1] is not None else None
-        return x, y
-    return _as_tensor(batch, "inputs"), None
-
-
-class _Zip(Dataset):
-    """``(inputs[i], labels[i])`` items from a map-style Dataset of inputs and a label tensor."""
-
-    def __init__(self, inputs: Any, labels: torch.Tensor) -> None:
-        self.inputs, self.labels = inputs, labels
-
-    def __len__(self) -> int:
-        return len(self.inputs)
-
-    def __getitem__(self, i: int):
-        return self.inputs[i], self.labels[i]
-
-
-def _is_lazy_pair(data: Any) -> bool:
-    """``(Dataset of inputs, labels)``: inputs read on access, labels in memory."""
-    return (isinstance(data, (tuple, list)) and len(data) == 2 and isinstance(data[0], Dataset)
-            and hasattr(data[0], "__len__") and (data[1] is None or isinstance(data[1], (torch.Tensor, np.ndarray))))
-
-
-def _is_pair(data: Any) -> bool:
-    """``(inputs, labels)`` rather than a list of two batches: labels are one value per sample."""
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        return False
-    a, b = data
-    if not isinstance(a, (torch.Tensor, np.ndarray)):
-        return False
-    if isinstance(b, (torch.Tensor, np.ndarray)):
-        # two input batches share a rank ≥ 2; labels are N or N×1
-        return not (b.ndim >= 2 and b.ndim == a.ndim and tuple(b.shape[1:]) != (1,))
-    return True
-
-
-def _slices(xs: torch.Tensor, ys: Optional[torch.Tensor], size: int) -> Callable[[], Iterator]:
-    return lambda: ((xs[i:i + size], None if ys is None else ys[i:i + size]) for i in range(0, len(xs), size))
 
 
 def is_reiterable(data: Any) -> bool:
@@ -155,28 +93,28 @@ class DataStream:
         if isinstance(data, Dataset):
             self._index_dataset(data)
             return lambda: iter(DataLoader(data, batch_size=size, shuffle=False))
-        if _is_lazy_pair(data):
+        if is_lazy_pair(data):
             inputs, labels = data
             if labels is None:
                 self._index_dataset(inputs)
                 return lambda: iter(DataLoader(inputs, batch_size=size, shuffle=False))
-            labels = _as_tensor(labels, f"{self.name} labels").flatten()
+            labels = as_tensor(labels, f"{self.name} labels").flatten()
             if len(labels) != len(inputs):
                 raise InputShapeError(f"inputs hold {len(inputs)} samples but labels hold {len(labels)}")
-            zipped = _Zip(inputs, labels)
+            zipped = Zip(inputs, labels)
             self._index_dataset(zipped)
             return lambda: iter(DataLoader(zipped, batch_size=size, shuffle=False))
-        if _is_pair(data):
-            xs = _as_tensor(data[0], f"{self.name} inputs")
-            ys = None if data[1] is None else _as_tensor(data[1], f"{self.name} labels").flatten()
+        if is_pair(data):
+            xs = as_tensor(data[0], f"{self.name} inputs")
+            ys = None if data[1] is None else as_tensor(data[1], f"{self.name} labels").flatten()
             if ys is not None and len(ys) != len(xs):
                 raise InputShapeError(f"inputs hold {len(xs)} samples but labels hold {len(ys)}")
             self._indexed = (len(xs), contiguous_runs(xs, ys, size))
-            return _slices(xs, ys, size)
+            return slices(xs, ys, size)
         if isinstance(data, (torch.Tensor, np.ndarray)):
-            xs = _as_tensor(data, f"{self.name} inputs")
+            xs = as_tensor(data, f"{self.name} inputs")
             self._indexed = (len(xs), contiguous_runs(xs, None, size))
-            return _slices(xs, None, size)
+            return slices(xs, None, size)
         if isinstance(data, dict):
             return lambda: iter([data])
         if isinstance(data, (str, bytes)) or not hasattr(data, "__iter__"):
@@ -337,7 +275,7 @@ class DataStream:
             pending = rest
 
         for i, batch in enumerate(self._source()):
-            x, y = _split(batch)
+            x, y = split_batch(batch)
             y = self._check(i, x, y)
             if len(x) == 0:
                 continue

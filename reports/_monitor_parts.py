@@ -186,3 +186,23 @@ class NormSchedule:
             return
         need = cost / (self.share * step_seconds)
         self.every = 1 if need <= 1 else min(self.MAX_EVERY, 2 ** math.ceil(math.log2(need)))
+
+
+def check_schedule(probes: Sequence[str], known: Sequence[str], every: Any, max_overhead: Any, grad_norm_share: Any, epochs: Any) -> None:
+    """Reject monitor settings that cannot work, with what was expected (see :class:`reports.Monitor`).
+
+    Raises:
+        InputShapeError: unknown probes, or an ``every``/``max_overhead``/``grad_norm_share``/``epochs`` out of range.
+    """
+    unknown = [p for p in probes if p not in known]
+    if unknown:
+        raise InputShapeError(f"unknown probes {unknown}; available: {', '.join(known)}")
+    if every not in ("auto", "epoch") and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
+        raise InputShapeError(f"every must be 'auto', 'epoch' or a positive number of epochs, got {every!r}")
+    if not (isinstance(max_overhead, (int, float)) and 0 < max_overhead < 1):
+        raise InputShapeError(f"max_overhead must be a fraction of the training time in (0, 1), got {max_overhead!r}; "
+                              "e.g. 0.05 lets probes take 5 % of it")
+    if grad_norm_share is not None and not (isinstance(grad_norm_share, (int, float)) and 0 < grad_norm_share < 1):
+        raise InputShapeError(f"grad_norm_share must be a fraction in (0, 1) or None, got {grad_norm_share!r}")
+    if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
+        raise InputShapeError(f"epochs must be a positive number of epochs or None, got {epochs!r}")

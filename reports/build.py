@@ -12,16 +12,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
 
-
-import torch
-
 import explain
 from explain.attribution import jsonable
-from explain.data import collect, stream
+from explain.data import collect
 from explain.errors import DistributedError, InputShapeError
 from robustness import distributed as dist
 
 from . import html
+from ._data_pass import read_data
 from ._save import FIGURES_DIR, check_output, write_report
 from .report import Check, Figure, ReportContext, Section, TokenStrips
 from .sections import SECTION_BUILDERS
@@ -207,94 +205,6 @@ def validate_config(cfg: dict) -> None:
             raise InputShapeError(f"unknown {what}: {bad}; accepted: {listing}")
 
 
-def _stream_data(model, data: Any, max_samples: Optional[int], keep: int, batch_size: int):
-    """One pass over ``data``: the first ``keep`` samples whole, every sample's outcome as numbers.
-
-    Returns ``(x, y, n, outcomes, probs)``: the kept inputs and labels, the number of samples
-    read, ``{"y", "pred", "conf"}`` per sample (``y`` is ``None`` without labels) and the class
-    probabilities of the kept samples.
-    """
-    if max_samples is not None:
-        keep = min(keep, max_samples)
-    xs, ys, probs, preds, confs, labels = [], [], [], [], [], []
-    kept = n = 0
-    for x, y in stream(data, batch_size, max_samples=max_samples, name="data"):
-        model.check_inputs(x, name="data")
-        p = torch.softmax(model.logits(x), dim=1)  # a model that cannot run on the data fails here, once
-        if y is not None:
-            y = model.check_labels(y, x, name="labels")
-        conf, pred = p.max(dim=1)
-        preds.append(pred)
-        confs.append(conf)
-        labels.append(y)
-        if kept < keep:
-            take = min(keep - kept, len(x))
-            xs.append(x[:take])
-            ys.append(None if y is None else y[:take])
-            probs.append(p[:take])
-            kept += take
-        n += len(x)
-    cat = lambda parts: parts[0] if len(parts) == 1 else torch.cat(parts)  # noqa: E731
-    y_all = None if labels[0] is None else cat(labels)
-    outcomes = {"y": y_all, "pred": cat(preds), "conf": cat(confs)}
-    return cat(xs), (None if ys[0] is None else cat(ys)), n, outcomes, cat(probs)
-
-
-def _shard_data(model, data: Any, max_samples: Optional[int], keep: int, batch_size: int):
-    """In a process group: one streamed pass in which each rank runs the model on its own batches.
-
-    Batch ``i`` of the stream is this rank's when ``i % world == rank``; data that can be indexed
-    (tensors, a ``Dataset``, an unshuffled ``DataLoader``) is read only there, other sources are
-    read whole by every rank. Every rank also reads the first ``keep`` samples whole.
-
-    Returns ``(x, y, n, outcomes)``: the kept inputs and labels, the number of samples, and
-    ``{"y", "pred", "conf"}`` of this rank's batches (the performance section all-reduces their counts).
-    """
-    rank, world = dist.rank_and_world()
-    keep = keep if max_samples is None else min(keep, max_samples)
-    s = stream(data, batch_size, max_samples=max_samples, name="data")
-    head_x, head_y, preds, confs, labels = [], [], [], [], []  # type: ignore[var-annotated]
-    kept = n = 0
-
-    def evaluate(x, y):
-        try:  # bad data or a failing model may show on one rank's batches only
-            model.check_inputs(x, name="data")
-            y = None if y is None else model.check_labels(y, x, name="labels")
-            conf, pred = torch.softmax(model.logits(x), dim=1).max(dim=1)
-        except Exception:
-            dist.announce_failure()  # the other ranks' next collective stops instead of waiting
-            raise
-        preds.append(pred)
-        confs.append(conf)
-        labels.append(y)
-
-    if s.indexable:  # the head, then only this rank's batches
-        x_keep, y_keep = collect(s, max_samples=keep, name="data")
-        for _, x, y in s.shard(rank, world):
-            evaluate(x, y)
-        n = s.n_samples
-    else:  # every rank reads every batch and keeps its own
-        for i, (x, y) in enumerate(s):
-            if kept < keep:
-                take = min(keep - kept, len(x))
-                head_x.append(x[:take])
-                head_y.append(None if y is None else y[:take])
-                kept += take
-            if i % world == rank:
-                evaluate(x, y)
-            n += len(x)
-        x_keep = torch.cat(head_x)
-        y_keep = None if head_y[0] is None else torch.cat(head_y)
-    model.check_inputs(x_keep, name="data")
-    if preds:
-        outcomes = {"y": None if labels[0] is None else torch.cat(labels), "pred": torch.cat(preds),
-                    "conf": torch.cat(confs)}
-    else:  # more ranks than batches: this one counts nothing
-        outcomes = {"y": None if y_keep is None else torch.zeros(0, dtype=torch.long),
-                    "pred": torch.zeros(0, dtype=torch.long), "conf": torch.zeros(0)}
-    return x_keep, y_keep, n, outcomes
-
-
 def build_report(
     model: explain.ModelWrapper,
     data: Any,
@@ -374,11 +284,7 @@ def build_report(
     start = time.perf_counter()
     if isinstance(keep_samples, bool) or not isinstance(keep_samples, int) or keep_samples < 1:
         raise InputShapeError(f"keep_samples must be a positive integer, got {keep_samples!r}")
-    if dist.active():
-        x, y, n_evaluated, outcomes = _shard_data(model, data, max_samples, keep_samples, batch_size)
-        head_probs = None
-    else:
-        x, y, n_evaluated, outcomes, head_probs = _stream_data(model, data, max_samples, keep_samples, batch_size)
+    x, y, n_evaluated, outcomes, head_probs = read_data(model, data, max_samples, keep_samples, batch_size)
     ood_x = None
     if ood_data is not None:
         ood_x, _ = collect(ood_data, max_samples=len(x), name="ood_data")

@@ -46,8 +46,8 @@ from explain.data import collect
 from explain.errors import InputShapeError
 from robustness import probes as P
 
-from ._monitor_parts import (NormSchedule, _progress_bar, _scalar, _tensor_scalar, _want_live, gradient_norm_tensor,
-                             meta_record, resolve_steps)
+from ._monitor_parts import (NormSchedule, _progress_bar, _scalar, _tensor_scalar, _want_live, check_schedule,
+                             gradient_norm_tensor, meta_record, resolve_steps)
 from .history import HistoryWriter, prepare_folder, read_history, save_array
 
 __all__ = ["Monitor", "PROBES"]
@@ -90,9 +90,8 @@ class Monitor:
             gradient norm, the costliest per-step number, is read on those steps only, and the
             epoch's mean gradient norm is over them.
         grad_norm_share: the largest share of training time reading the gradient norm may take
-            (default 0.01): when one read costs more than that share of a step (tiny models with
-            millisecond steps), it is read on every k-th written step only, k a power of two;
-            ``None`` reads it on every written step.
+            (default 0.01): when one read costs more than that share of a step (millisecond steps),
+            it is read on every k-th written step only, k a power of two; ``None``: every one.
         steps_per_epoch: the progress bar's length, if known.
         live: ``"auto"`` (on in Jupyter), ``True`` or ``False``: a figure that updates in place.
         progress: ``"auto"`` (on when stderr is a terminal), ``True`` or ``False``.
@@ -118,18 +117,7 @@ class Monitor:
         began = clock()
         self.wrapper = check_wrapper(model)
         self.probes = list(probes) if probes is not None else ["accuracy"]
-        unknown = [p for p in self.probes if p not in PROBES]
-        if unknown:
-            raise InputShapeError(f"unknown probes {unknown}; available: {', '.join(PROBES)}")
-        if every not in ("auto", "epoch") and not (isinstance(every, int) and not isinstance(every, bool) and every >= 1):
-            raise InputShapeError(f"every must be 'auto', 'epoch' or a positive number of epochs, got {every!r}")
-        if not (isinstance(max_overhead, (int, float)) and 0 < max_overhead < 1):
-            raise InputShapeError(f"max_overhead must be a fraction of the training time in (0, 1), got {max_overhead!r}; "
-                                  "e.g. 0.05 lets probes take 5 % of it")
-        if grad_norm_share is not None and not (isinstance(grad_norm_share, (int, float)) and 0 < grad_norm_share < 1):
-            raise InputShapeError(f"grad_norm_share must be a fraction in (0, 1) or None, got {grad_norm_share!r}")
-        if epochs is not None and not (isinstance(epochs, int) and epochs >= 1):
-            raise InputShapeError(f"epochs must be a positive number of epochs or None, got {epochs!r}")
+        check_schedule(self.probes, PROBES, every, max_overhead, grad_norm_share, epochs)
         self.every: Union[str, int] = "auto" if every == "auto" else (1 if every == "epoch" else int(every))
         self.max_overhead, self.epochs = float(max_overhead), epochs
         self._clock = clock
