@@ -53,6 +53,10 @@ def failing_cnn() -> torch.nn.Module:
     return model
 
 
+def _loader(x, y):
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*([x] if y is None else [x, y])), batch_size=5)
+
+
 def _generator(x, y):
     return ((x[i:i + 6], y[i:i + 6]) for i in range(0, len(x), 6))
 
@@ -61,7 +65,7 @@ def _generator(x, y):
 #: rank's batches lie), a one-shot generator of batches (read whole by every rank)
 FORMS = {
     "tensors": lambda x, y: (x, y),
-    "loader": lambda x, y: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=5),
+    "loader": _loader,
     "generator": _generator,
 }
 
@@ -90,8 +94,7 @@ def api(folder: Path, form: str) -> dict:
 #: re-iterable forms for the public functions (evaluate_ood reads its data several times): an
 #: unshuffled DataLoader (indexable) and a list of batches (read whole by every rank)
 API_FORMS = {
-    "loader": lambda x, y: torch.utils.data.DataLoader(torch.utils.data.TensorDataset(*([x] if y is None else [x, y])),
-                                                       batch_size=5),
+    "loader": _loader,
     "batches": lambda x, y: [(x[i:i + 6], None if y is None else y[i:i + 6]) for i in range(0, len(x), 6)],
 }
 
