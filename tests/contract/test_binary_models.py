@@ -127,8 +127,13 @@ def test_a_flat_output_of_n_logits_is_a_binary_classifier_too():
 def test_a_tie_at_zero_logit_predicts_class_0():
     net = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))
     nn.init.zeros_(net[1].weight), nn.init.zeros_(net[1].bias)
+    with torch.no_grad():
+        net[1].weight[0, 0] = 1.0                   # z = the first pixel
+    x = torch.rand(3, 3, 2, 2)
+    x[:, 0, 0, 0] = torch.tensor([0.0, 1e-3, 0.0])
     m = explain.ModelWrapper(net, "image", device="cpu")
-    assert m.predict(torch.rand(3, 3, 2, 2)).tolist() == [0, 0, 0]
+    assert m.predict(x).tolist() == [0, 1, 0]
+    assert m.probs(x)[:, 1].tolist()[0] == 0.5
 
 
 def test_one_class_name_for_a_single_logit_model_is_refused_with_a_message_naming_two_classes():
