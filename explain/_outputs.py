@@ -81,3 +81,26 @@ def check_task(multilabel: Any, task: Any) -> tuple:
     if isinstance(task, bool) or not isinstance(task, int) or task < 0:
         raise InputValueError(f"task must be an output column index (an int ≥ 0), got {task!r}")
     return True, int(task)
+
+
+def check_output_shape(logits: torch.Tensor, n: int, task: Any = None) -> tuple:
+    """``(logits, binary)``: the selected output checked for a batch of ``n`` (a scalar for a batch
+    of one becomes a vector); ``binary`` when it holds one logit per sample or ``task`` picks one.
+
+    Raises:
+        UnsupportedModelError: not ``n×K``, ``n×1`` or ``n`` scores, or ``task`` beyond the columns.
+    """
+    if logits.dim() == 0 and n == 1:
+        logits = logits.reshape(1)
+    if task is not None:
+        if logits.dim() != 2 or logits.shape[0] != n or task >= logits.shape[1]:
+            raise UnsupportedModelError(
+                f"multilabel=True, task={task}: expected {n}×K scores with K > {task} for a batch of {n}, "
+                f"got shape {tuple(logits.shape)}")
+        return logits, True
+    if logits.dim() not in (1, 2) or logits.shape[0] != n:
+        raise UnsupportedModelError(
+            f"the model output has shape {tuple(logits.shape)} for a batch of {n}; expected {n}×K class "
+            f"scores (or {n}×1 / {n} single logits of a binary classifier) — pass output= to select them, "
+            "or wrap the model")
+    return logits, logits.dim() == 1 or logits.shape[1] == 1

@@ -35,7 +35,7 @@ from ._hooks import Capture, LayerAccess
 from ._state import ModelState
 from ._tokens import TokenIds
 from ._inputs import LabelChecks, validate_inputs
-from ._outputs import as_class_scores, check_task, select_logits
+from ._outputs import as_class_scores, check_output_shape, check_task, select_logits
 from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
@@ -300,19 +300,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
 
     def _as_class_scores(self, logits: torch.Tensor, n: int) -> torch.Tensor:
         """Check the selected output's shape for a batch of ``n``, learn the class count, expand."""
-        if logits.dim() == 0 and n == 1:
-            logits = logits.reshape(1)
-        if self.multilabel:
-            if logits.dim() != 2 or logits.shape[0] != n or self.task >= logits.shape[1]:
-                raise UnsupportedModelError(
-                    f"multilabel=True, task={self.task}: expected {n}×K scores with K > {self.task} for a batch of "
-                    f"{n}, got shape {tuple(logits.shape)}")
-        elif logits.dim() not in (1, 2) or logits.shape[0] != n:
-            raise UnsupportedModelError(
-                f"the model output has shape {tuple(logits.shape)} for a batch of {n}; expected {n}×K class "
-                f"scores (or {n}×1 / {n} single logits of a binary classifier) — pass output= to select them, "
-                "or wrap the model")
-        binary = self.multilabel or logits.dim() == 1 or logits.shape[1] == 1
+        logits, binary = check_output_shape(logits, n, self.task)
         logits = self.class_scores(logits)
         k = int(logits.shape[1])
         if self._num_classes is None:
