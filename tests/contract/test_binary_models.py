@@ -151,6 +151,11 @@ def test_multilabel_task_wraps_one_output_column_as_a_binary_classifier():
     assert m.binary is True
     assert torch.equal(m.predict(x), (z[:, 2] > 0).long())
     assert torch.allclose(m.probs(x)[:, 1], torch.sigmoid(z[:, 2]), atol=1e-6)
+    xc, eps = 0.3 + 0.4 * x, 0.05
+    zc = net(xc).detach()[:, 2]
+    r = eps * net[1].weight.detach()[2].abs().sum()
+    lo, hi = robustness.output_bounds(m, xc, eps=eps, method="crown")
+    assert torch.allclose(lo[:, 1], (zc - r) / 2, atol=1e-5) and torch.allclose(hi[:, 0], -(zc - r) / 2, atol=1e-5)
     plain = explain.ModelWrapper(net, "image", device="cpu")      # N×K without the flag: softmax classes
     assert torch.equal(plain.predict(x), z.argmax(1)) and plain.binary is False
     with pytest.raises(InputValueError, match="needs task"):
