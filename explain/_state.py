@@ -90,6 +90,8 @@ class ModelState:
             "input_kind": self.input_kind,
             "num_classes": self.num_classes,
             "class_names": self.class_names,
+            "binary": bool(getattr(self, "binary", False)),
+            "task": getattr(self, "task", None),
             "device": str(self.device),
             "precision": self.precision or "fp32",
             "mean": None if self._mean is None else [float(v) for v in self._mean.cpu()],

@@ -35,7 +35,7 @@ from ._hooks import Capture, LayerAccess
 from ._state import ModelState
 from ._tokens import TokenIds
 from ._inputs import LabelChecks, validate_inputs
-from ._outputs import select_logits
+from ._outputs import as_class_scores, check_output_shape, check_task, select_logits
 from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
@@ -53,6 +53,13 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
 
     Args:
         model: a classifier returning ``N×K`` class scores (or a tuple/dict/object holding them).
+            ``N×K`` scores are always read as softmax classes. A model with a single logit ``z``
+            per sample (``N×1`` or ``N``: a sigmoid / ``BCEWithLogitsLoss`` classifier) is a binary
+            classifier, shown to every method as the two class scores ``[−z/2, z/2]``: class 1 is
+            predicted when ``z > 0`` (``z = 0`` gives class 0, as argmax breaks ties), its softmax
+            probability is ``sigmoid(z)``, the margin between the classes is exactly ``z``, and
+            class 0's explanations are the exact negatives of class 1's (with ``[0, z]`` class 0's
+            gradient would be identically zero). Class-1 attributions are those of ``z/2``.
         input_kind: ``"image"`` (float ``N×C×H×W`` in [0, 1]), ``"tokens"`` (``LongTensor N×T``) or
             ``"series"`` (float ``N×T×C``).
         class_names: one name per class; default ``"0".."K-1"``.
@@ -84,6 +91,10 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         unk_id: the unknown-token id the ``token_mask`` corruption writes (default 1; the
             tokenizer's for :func:`explain.load_hf`).
         valid_range: ``(lo, hi)`` of valid natural-unit values; images default to ``(0, 1)``.
+        multilabel, task: a multi-label model (``N×K`` independent sigmoids) is ``K`` binary tasks:
+            ``multilabel=True, task=k`` wraps output column ``k`` as one binary classifier (as a
+            single-logit model); make one wrapper per task. Without ``multilabel=True`` an ``N×K``
+            output is read as softmax classes — the two cannot be told apart from the output.
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
             recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
             which computes exactly the eval-mode function; ``True``/``False`` force it on/off.
@@ -112,6 +123,8 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         unk_id: Optional[int] = None,
         valid_range: Optional[Tuple[float, float]] = None,
         rnn_backward_fix: Union[str, bool] = "auto",
+        multilabel: bool = False,
+        task: Optional[int] = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UnsupportedModelError(
@@ -123,6 +136,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
             raise InputShapeError(f"precision must be None, 'bf16' or 'fp16', got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
             raise InputShapeError(f"batch_size must be at least 1 or None (automatic), got {batch_size}")
+        self.multilabel, self.task = check_task(multilabel, task)
         self.model = model
         self.input_kind = input_kind
         self.device = self._pick_device(device)
@@ -146,6 +160,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
             raise InputValueError(f"std must be positive, got {std}")
         self._class_names = list(map(str, class_names)) if class_names is not None else None
         self._num_classes: Optional[int] = len(self._class_names) if self._class_names else None
+        self._binary: Optional[bool] = True if self.multilabel else None
         self._session_depth = 0
         self.model.to(self.device)
 
@@ -171,6 +186,12 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
     def num_classes(self) -> Optional[int]:
         """Number of classes: from ``class_names``, else learnt at the first forward pass."""
         return self._num_classes
+
+    @property
+    def binary(self) -> Optional[bool]:
+        """``True`` for a single-logit binary classifier (shown as two classes ``[−z/2, z/2]``),
+        ``False`` for ``N×K`` class scores, ``None`` before the first forward pass."""
+        return self._binary
 
     @property
     def class_names(self) -> list[str]:
@@ -263,18 +284,37 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         else:
             out = self._call_model(args, kwargs)
         logits = self._select(out)
-        n = x.shape[0]
-        if logits.dim() != 2 or logits.shape[0] != n:
-            raise UnsupportedModelError(
-                f"the model output has shape {tuple(logits.shape)} for a batch of {n}; expected {n}×K class "
-                "scores — pass output= to select them, or wrap the model")
-        if self._num_classes is None:
-            self._num_classes = int(logits.shape[1])
-        elif logits.shape[1] != self._num_classes:
-            raise UnsupportedModelError(
-                f"the model gives {logits.shape[1]} scores per sample but {self._num_classes} classes were "
-                f"declared (class_names has {self._num_classes} entries)")
+        logits = self._as_class_scores(logits, x.shape[0])
         return logits.float()
+
+    def class_scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """The class scores methods see, from the model's selected output (no checks): the task's
+        column of a multi-label output, ``[−z/2, z/2]`` for a single logit ``z``, else unchanged.
+
+        It is linear, so bound propagation and linear heads (ViM) apply it to their own tensors.
+
+        Shape:
+            raw: ``N×K``, ``N×1`` or ``N`` → ``N×K`` (``N×2`` for a binary classifier).
+        """
+        return as_class_scores(raw, self.task)
+
+    def _as_class_scores(self, logits: torch.Tensor, n: int) -> torch.Tensor:
+        """Check the selected output's shape for a batch of ``n``, learn the class count, expand."""
+        logits, binary = check_output_shape(logits, n, self.task)
+        logits = self.class_scores(logits)
+        k = int(logits.shape[1])
+        if self._num_classes is None:
+            self._num_classes = k
+        elif k != self._num_classes:
+            if binary:
+                raise UnsupportedModelError(
+                    f"the model gives one score per sample (a binary classifier, shown as two classes) but "
+                    f"class_names has {self._num_classes} entries; pass two names, the class of z < 0 first")
+            raise UnsupportedModelError(
+                f"the model gives {k} scores per sample but {self._num_classes} classes were "
+                f"declared (class_names has {self._num_classes} entries)")
+        self._binary = binary
+        return logits
 
     def batched(
         self,
@@ -339,7 +379,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         return self.logits(x, **kw).argmax(dim=1)
 
     def probs(self, x: Any, **kw: Any) -> torch.Tensor:
-        """Softmax probabilities (``N×K``, CPU)."""
+        """Softmax probabilities (``N×K``, CPU); ``[1 − sigmoid(z), sigmoid(z)]`` for a binary classifier."""
         return torch.softmax(self.logits(x, **kw), dim=1)
 
 

@@ -33,6 +33,9 @@ def build(ctx: ReportContext) -> Section:
         ["input kind", d["input_kind"]],
         ["input shape (one sample)", "×".join(map(str, shape))],
         ["classes", f"{d['num_classes']}: " + ", ".join(d["class_names"][:20]) + (" …" if len(d["class_names"]) > 20 else "")],
+        *([["output", "binary classifier (single logit, shown as two classes)" if d.get("task") is None else
+            f"binary classifier: task {d['task']} of a multi-label model (one logit, shown as two classes)"]]
+          if d.get("binary") else []),
         ["normalisation", "none" if d["mean"] is None and d["std"] is None else f"mean {d['mean']}, std {d['std']}"],
         ["device / precision", f"{d['device']} / {d['precision']}"],
         ["target layer (CAM)", d["target_layer"] or "—"],

@@ -212,10 +212,23 @@ class KNN(Detector):
         return self.score_features(self.model_.features(x))
 
 
+def shown_head(model) -> tuple:
+    """Weight ``K×D`` and bias ``K`` of the head as the class scores the wrapper shows.
+
+    The wrapper's map from the model's output to class scores is linear, so it applies to the head's
+    rows: a single-logit head ``w, b`` becomes ``[−w/2, w/2], [−b/2, b/2]`` (the same origin
+    ``−W⁺b``, and logits equal to the wrapper's), a multi-label task keeps its own row.
+    """
+    w, b = head_weights(model)
+    return model.class_scores(w.T).T.contiguous(), model.class_scores(b[None])[0]
+
+
 class ViM(Detector):
     """Virtual-logit matching. Example: ``ood_detector("vim", dim=None).fit(m, (x, y))``.
 
-    ``dim`` is the principal subspace's size (default: half the feature width, at most 512).
+    ``dim`` is the principal subspace's size (default: half the feature width, at most 512). The
+    head is read as the wrapper shows it (:func:`shown_head`): a binary classifier's single-row head
+    gives the two class scores ``[−z/2, z/2]``.
     """
 
     name = "vim"
@@ -226,7 +239,7 @@ class ViM(Detector):
 
     def _fit(self, model, in_data, batch_size):
         self.model_ = model
-        w, b = head_weights(model)
+        w, b = shown_head(model)
         origin = -(torch.linalg.pinv(w) @ b)
         zs, logits = [], []
         for x, z, _ in labelled_features(model, in_data, batch_size):
@@ -238,7 +251,7 @@ class ViM(Detector):
     def fit_features(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, *, weight: Optional[torch.Tensor] = None,
                      bias: Optional[torch.Tensor] = None) -> "ViM":
         """Fit from features and the head's ``weight``/``bias`` (default: the fitted model's head)."""
-        w, b = (weight.double(), bias.double()) if weight is not None else head_weights(self.model_)
+        w, b = (weight.double(), bias.double()) if weight is not None else shown_head(self.model_)
         self._shard = False
         self._fit_from(z.double(), z.double() @ w.T + b, -(torch.linalg.pinv(w) @ b))
         return self
@@ -263,7 +276,7 @@ class ViM(Detector):
         resid = (centred @ self.residual_).norm(dim=1)
         sums = combine(torch.stack([logits.max(dim=1).values.sum(), resid.sum()]).double())
         self.alpha_ = float((sums[0] / n) / (sums[1] / n).clamp_min(1e-12))
-        self.head_ = head_weights(self.model_) if hasattr(self, "model_") else None
+        self.head_ = shown_head(self.model_) if hasattr(self, "model_") else None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "residual_"):

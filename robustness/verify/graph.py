@@ -7,6 +7,9 @@ eval mode, pooling by averaging, reshapes, additions, concatenation, means, inde
 constant), ``relu``/``leaky_relu``/``tanh``/``sigmoid`` (elementwise) and ``max`` (max pooling and
 ``amax``). Anything else raises :class:`UnsupportedOperationError` naming the op and the node.
 
+A single-logit model's output ``z`` is followed by the wrapper's expansion to the class scores
+``[−z/2, z/2]`` (an affine node), so bounds are on the scores every other method sees.
+
 The graph is rebuilt per batch: the concrete forward pass at the centre of the ball gives every
 node's shape and every constant's value.
 """
@@ -243,7 +246,14 @@ def trace_graph(wrapper, x_center: torch.Tensor, extra: Dict[str, Any]) -> Bound
     if not isinstance(result, fx.Node) or result.name not in var:
         raise UnsupportedModelError("the logits do not depend on the input in the traced graph "
                                     "(or the output selector is not a plain index or key)")
-    return BoundGraph(nodes, order, order[0], var[result.name], env_center)
+    out_name = var[result.name]
+    scores = wrapper.class_scores(env_center[out_name])
+    if scores is not env_center[out_name]:  # a single logit z → [−z/2, z/2] (or a multi-label task's column)
+        add(BNode("wrapper_class_scores", "affine", wrapper.class_scores, [out_name], tuple(scores.shape[1:]),
+                  lambda r: wrapper.class_scores(r).abs(), {"op": "class_scores"},
+                  where="the wrapper's class scores of a single logit"), scores)
+        out_name = "wrapper_class_scores"
+    return BoundGraph(nodes, order, order[0], out_name, env_center)
 
 
 def _classify(node: fx.Node, modules, var: Dict[str, str], deps: List[str], value: torch.Tensor,

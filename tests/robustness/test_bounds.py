@@ -27,9 +27,12 @@ def toy_wrapper() -> explain.ModelWrapper:
 @pytest.mark.parametrize("method,expected", [("ibp", (-6.0, 4.0)), ("crown", (-3.0, 3.0)), ("alpha-crown", (-3.0, 2.0))])
 def test_toy_network_bounds_match_the_closed_form_values(method, expected):
     # x1 ∈ [−1, 2], x2 ∈ [−2, 1]: the centre (0.5, −0.5) with ε = 1.5; the true range is [−2, 1]
+    # a single logit z is shown as the class scores [−z/2, z/2]: class 1 carries half of z's bounds
     lo, hi = robustness.output_bounds(toy_wrapper(), torch.tensor([[[0.5, -0.5]]]), eps=1.5, method=method)
-    assert float(lo) == pytest.approx(expected[0], abs=1e-4)
-    assert float(hi) == pytest.approx(expected[1], abs=1e-4)
+    assert float(2 * lo[0, 1]) == pytest.approx(expected[0], abs=1e-4)
+    assert float(2 * hi[0, 1]) == pytest.approx(expected[1], abs=1e-4)
+    assert float(-2 * hi[0, 0]) == pytest.approx(expected[0], abs=1e-4)
+    assert float(-2 * lo[0, 0]) == pytest.approx(expected[1], abs=1e-4)
 
 
 def _randomise_bn(net: nn.Module) -> nn.Module:
