@@ -8,6 +8,7 @@ import json
 import os
 import time
 import traceback
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
@@ -59,12 +60,12 @@ class Report:
                          for s in self.sections},
         })
 
-    def html(self) -> str:
+    def html(self, run: str = "") -> str:
         meta = self.meta
         line = (f"{meta.get('input_kind', '')} model · {meta.get('num_classes', '?')} classes · "
                 f"{meta.get('samples', '?')} samples · {meta.get('created', '')} · device {meta.get('device', '')} · "
                 f"xaiscope {meta.get('xaiscope_version', '')}")
-        return html.render(self.title, line, self.sections, self.checks, meta.get("xaiscope_version", ""))
+        return html.render(self.title, line, self.sections, self.checks, meta.get("xaiscope_version", ""), run=run)
 
     def _repr_html_(self) -> str:  # notebooks show the report inline
         return self.html()
@@ -75,8 +76,9 @@ class Report:
         This is the whole set :meth:`save` writes; nothing else is ever written or removed.
         """
         files = {rel: png for rel, png in _figures(self.sections)}
-        files["summary.json"] = json.dumps(self.to_dict(), indent=1).encode("utf-8")
-        files["index.html"] = self.html().encode("utf-8")
+        run = uuid.uuid4().hex  # the same id in both files: a reader can tell they belong together
+        files["summary.json"] = json.dumps({**self.to_dict(), "run": run}, indent=1).encode("utf-8")
+        files["index.html"] = self.html(run=run).encode("utf-8")
         return files
 
     def save(self, out: Union[str, os.PathLike], *, force: bool = False) -> Path:
