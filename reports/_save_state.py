@@ -184,10 +184,15 @@ def own_files(out: Path) -> Hashes:
 def write_bytes(path: Path, data: bytes) -> None:
     """Write a new file (refusing to open an existing link) and flush it to the disk."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as error:  # ENOSPC, EFBIG, EDQUOT...: name the file the system refused
+        if error.filename is None:
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
 
 
 def write_manifest(out: Path, manifest: dict, staging: Path) -> None:
