@@ -49,7 +49,6 @@ import re
 import shutil
 import stat
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Union
@@ -64,10 +63,8 @@ __all__ = ["OWN_FILES", "FIGURES_DIR", "MARKER_PREFIX", "check_output", "check_f
 MARKER_PREFIX = "xaiscope.summary/"
 FIGURES_DIR = "figures"
 OWN_FILES = ("index.html", "summary.json")  # plus FIGURES_DIR/<section>-<name>.png, listed in summary.json
-_LEGACY_STAGING = re.compile(r"^\.xaiscope-tmp-(\d+)-[A-Za-z0-9_]+$")  # staging folders of earlier versions
 _FIGURE = re.compile(r"^figures/[^/\\]+\.png$")
 _RUN = re.compile(rb'<meta name="xaiscope-run" content="([0-9a-f]+)">')
-_STALE_AFTER = 3600.0
 
 # Called between the steps listed in the module docstring as ``_checkpoint(phase, rel)``. None in
 # normal use; tests set it to interrupt a save at a chosen point.
@@ -179,7 +176,7 @@ def _foreign_entries(out: Path, ours: st.Hashes) -> List[str]:
     """Entries of ``out`` that are not the toolkit's: neither its files, its state folder, nor its figures folder."""
     entries = []
     for p in out.iterdir():
-        if p.name == st.STATE_DIR or (_LEGACY_STAGING.match(p.name) and p.is_dir() and not p.is_symlink()):
+        if p.name == st.STATE_DIR or (st.LEGACY_STAGING.match(p.name) and p.is_dir() and not p.is_symlink()):
             continue
         if p.name == FIGURES_DIR and p.is_dir() and not p.is_symlink():
             if all(f"{FIGURES_DIR}/{f.name}" in ours for f in p.iterdir()):
@@ -261,30 +258,6 @@ def check_files(out: PathLike, names) -> None:
         _refuse_foreign(out, names, _ours(out))
 
 
-def _remove_legacy_staging(out: Path) -> None:
-    for entry in out.iterdir():
-        match = _LEGACY_STAGING.match(entry.name)
-        if match and entry.is_dir() and not entry.is_symlink() and not _alive(int(match.group(1)), entry):
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _alive(pid: int, path: Path) -> bool:
-    if pid == os.getpid():
-        return False
-    if os.name == "nt":  # os.kill would end the process there; judge by age instead
-        try:
-            return time.time() - path.stat().st_mtime < _STALE_AFTER
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. PermissionError: it exists, run by someone else
-        return True
-    return True
-
-
 def _run_id(files: Dict[str, bytes]) -> str:
     try:
         run = json.loads(files["summary.json"]).get("run")
@@ -341,7 +314,7 @@ def _publish_locked(out: Path, files: Dict[str, bytes], group: str, force: bool,
     state = check_output(out, force) if report else None  # again, now that no one else writes
     if not report:
         check_files(out, list(files))
-    _remove_legacy_staging(out)
+    st.remove_legacy_staging(out)
     st.remove_staging(out)
     manifest = st.settle(out, st.read_manifest(out))
     groups = manifest["groups"]
@@ -390,6 +363,14 @@ def _publish_locked(out: Path, files: Dict[str, bytes], group: str, force: bool,
 
 def _move_in(out: Path, staging: Path, order: List[str]) -> None:
     """``os.replace`` each staged file into ``out``, through folder descriptors opened without following links."""
+    if not hasattr(os, "O_DIRECTORY"):  # no folder descriptors (Windows): check each path just before its move
+        for rel in order:
+            if (out / rel).is_symlink() or ("/" in rel and (out / FIGURES_DIR).is_symlink()):
+                raise st.link_error(out, rel)
+            (out / rel).parent.mkdir(exist_ok=True)
+            os.replace(staging / rel, out / rel)
+            _step("replaced", rel)
+        return
     out_fd = os.open(out, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     fig_fd = None
     try:

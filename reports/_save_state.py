@@ -43,6 +43,8 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = "xaiscope.manifest/1"
 STAGING_PREFIX = "tmp-"
 _STAGING = re.compile(r"^tmp-\d+-[A-Za-z0-9_]+$")
+LEGACY_STAGING = re.compile(r"^\.xaiscope-tmp-(\d+)-[A-Za-z0-9_]+$")  # staging folders of earlier versions
+_STALE_AFTER = 3600.0  # seconds; where a process cannot be asked whether it still runs
 _REL = re.compile(r"^(figures/)?[A-Za-z0-9][A-Za-z0-9._-]*$")  # a name a save may write: flat, no dot-files
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIRECTORY = getattr(os, "O_DIRECTORY", 0)
@@ -224,6 +226,31 @@ def remove_staging(out: Path) -> None:
     for entry in state.iterdir():
         if _STAGING.match(entry.name) and not entry.is_symlink() and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def remove_legacy_staging(out: Path) -> None:
+    """Remove staging folders ``.xaiscope-tmp-<pid>-*`` that earlier versions left, unless their process still runs."""
+    for entry in out.iterdir():
+        match = LEGACY_STAGING.match(entry.name)
+        if match and entry.is_dir() and not entry.is_symlink() and not _alive(int(match.group(1)), entry):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int, path: Path) -> bool:
+    if pid == os.getpid():
+        return False
+    if os.name == "nt":  # os.kill would end the process there; judge by age instead
+        try:
+            return time.time() - path.stat().st_mtime < _STALE_AFTER
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it exists, run by someone else
+        return True
+    return True
 
 
 @contextlib.contextmanager
