@@ -15,6 +15,8 @@ all, and each also derives from the matching built-in exception so existing hand
     ├── OutOfMemoryError(ToolkitError, RuntimeError)    even a batch of one does not fit
     ├── ModelCallError(ToolkitError, RuntimeError)      the model's own forward pass raised on the input
     ├── OutputExistsError(ToolkitError, FileExistsError)  a report's ``out`` holds files that are not a report
+    ├── OutputBusyError(ToolkitError, BlockingIOError)  another process is writing into the same ``out``
+    ├── OutputWriteError(ToolkitError, OSError)         ``out`` is not writable, or the disk filled up
     ├── SinglePassDataError(ToolkitError, TypeError)    a one-shot iterator where two passes are needed
     ├── OptionalDependencyError(ToolkitError, ImportError)  an extra that is not installed
     └── DistributedError(ToolkitError, RuntimeError)   a process group could not form, or a peer failed
@@ -38,6 +40,8 @@ __all__ = [
     "OutOfMemoryError",
     "ModelCallError",
     "OutputExistsError",
+    "OutputBusyError",
+    "OutputWriteError",
     "SinglePassDataError",
     "OptionalDependencyError",
     "DistributedError",
@@ -105,6 +109,17 @@ class OutputExistsError(ToolkitError, FileExistsError):
     Pass a new or empty folder, an earlier report's folder, or ``force=True`` (``--force``) to write the
     report's own files into the folder without deleting anything else.
     """
+
+
+class OutputBusyError(ToolkitError, BlockingIOError):
+    """Another process holds the lock of the same output folder longer than the save waits for it.
+
+    Wait for the other run to finish, or pass another folder.
+    """
+
+
+class OutputWriteError(ToolkitError, OSError):
+    """The output folder cannot be written: no permission, a read-only or full disk. The message names the path."""
 
 
 class SinglePassDataError(ToolkitError, TypeError):

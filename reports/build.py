@@ -8,6 +8,7 @@ import json
 import os
 import time
 import traceback
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
@@ -59,12 +60,12 @@ class Report:
                          for s in self.sections},
         })
 
-    def html(self) -> str:
+    def html(self, run: str = "") -> str:
         meta = self.meta
         line = (f"{meta.get('input_kind', '')} model · {meta.get('num_classes', '?')} classes · "
                 f"{meta.get('samples', '?')} samples · {meta.get('created', '')} · device {meta.get('device', '')} · "
                 f"xaiscope {meta.get('xaiscope_version', '')}")
-        return html.render(self.title, line, self.sections, self.checks, meta.get("xaiscope_version", ""))
+        return html.render(self.title, line, self.sections, self.checks, meta.get("xaiscope_version", ""), run=run)
 
     def _repr_html_(self) -> str:  # notebooks show the report inline
         return self.html()
@@ -75,8 +76,9 @@ class Report:
         This is the whole set :meth:`save` writes; nothing else is ever written or removed.
         """
         files = {rel: png for rel, png in _figures(self.sections)}
-        files["summary.json"] = json.dumps(self.to_dict(), indent=1).encode("utf-8")
-        files["index.html"] = self.html().encode("utf-8")
+        run = uuid.uuid4().hex  # the same id in both files: a reader can tell they belong together
+        files["summary.json"] = json.dumps({**self.to_dict(), "run": run}, indent=1).encode("utf-8")
+        files["index.html"] = self.html(run=run).encode("utf-8")
         return files
 
     def save(self, out: Union[str, os.PathLike], *, force: bool = False) -> Path:
@@ -85,10 +87,12 @@ class Report:
         Only the report's own files are written. ``out`` may be a new path (created), an empty
         folder, or an earlier xaiscope report (recognised by its ``summary.json``): its own files are
         replaced and its own figures that this report lacks are removed, while every other file in
-        the folder is kept. Every file is written completely into a staging folder inside ``out``
-        first and then moved into place one ``os.replace`` at a time, ``index.html`` last, so the page
-        is at every instant either the whole earlier report or the whole new one, and a crash
-        leaves no half-written file (see ``reports._save`` for the exact guarantee).
+        the folder is kept. The save holds the folder's lock (a second writer waits), never writes
+        through a link or over a file xaiscope did not write, writes every file completely into a
+        staging folder first and then moves each into place with one ``os.replace``, ``index.html``
+        last, so the page is at every instant either the whole earlier report or the whole new one,
+        and a kill leaves no half-written file; its manifest lets the next save remove what a killed
+        one left (see ``reports._save`` for the exact guarantee).
 
         Args:
             out: the report folder; ``"."`` works under the same rules.
@@ -100,7 +104,9 @@ class Report:
 
         Raises:
             OutputExistsError: ``out`` is an existing file, or a non-empty folder that is not an
-                earlier report (and ``force`` is False).
+                earlier report (and ``force`` is False), or holds a link or a foreign file where the
+                report writes one of its own. OutputBusyError: another process kept the folder's lock.
+            OutputWriteError: no permission, or the disk is full (the message names the path).
 
         Example:
             >>> rep.save("reports-out/run1")                 # doctest: +SKIP

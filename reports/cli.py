@@ -198,13 +198,17 @@ def cmd_explain(args) -> int:
     from ._png import to_png
     s = _settings(args)
     method = _methods(s.get("method") or "gradcam")[0]
+    out = Path(s.get("out") or f"reports-out/{method}")
+    from ._save import check_files, publish
+    check_files(out, [])  # a file in the way, a link or an unwritable folder fails before loading anything
     wrapper, x, _y, vocab = _wrapper_and_data(s)
     n = int(s.get("samples") or 4)
     x = x[:n]
+    names_out = [f"{method}-sample{i}.png" for i in range(len(x))]
+    check_files(out, names_out)  # a wrong or unwritable folder fails before the explainer runs
     attr = explain.run_explainer(method, wrapper, x)
-    out = Path(s.get("out") or f"reports-out/{method}")
-    out.mkdir(parents=True, exist_ok=True)
     names = wrapper.class_names
+    pngs = {}
     for i in range(len(x)):
         title = f"sample {i}: {method} for class {names[int(attr.target[i])]}"
         if wrapper.input_kind == "image":
@@ -215,8 +219,8 @@ def cmd_explain(args) -> int:
             ids = x[i].tolist()
             words = [vocab[t] if vocab and t < len(vocab) else str(t) for t in ids]
             fig = figures.token_strip(words, [attr.values[i]], [method], title)
-        path = out / f"{method}-sample{i}.png"
-        path.write_bytes(to_png(fig))
+        pngs[names_out[i]] = to_png(fig)
+    for path in publish(out, pngs, group=f"explain-{method}"):  # never through a link, never over a user's file
         print(path)
     return EXIT_OK
 

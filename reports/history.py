@@ -86,7 +86,15 @@ class HistoryWriter:
             return
         data = "".join(_line(r) for r in records).encode("utf-8")
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:  # never through a link: it could point at any file outside the folder
+                self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0),
+                                   0o644)
+            except OSError as error:
+                if os.path.islink(self.path):
+                    raise InputShapeError(f"{self.path} is a symbolic link; the monitor never writes through a link "
+                                          "(it could point outside the folder): remove it or choose another out=") \
+                        from error
+                raise
         view = memoryview(data)
         while view:
             written = os.write(self._fd, view)
@@ -122,6 +130,10 @@ def sync_history(folder: Union[str, os.PathLike]) -> None:
 def save_array(folder: Union[str, os.PathLike], relative: str, array: np.ndarray) -> str:
     """Write ``array`` to ``folder/relative`` (``.npy``) atomically; returns ``relative``."""
     path = Path(folder) / relative
+    for parent in path.relative_to(folder).parents:
+        if parent != Path(".") and (Path(folder) / parent).is_symlink():
+            raise InputShapeError(f"{Path(folder) / parent} is a symbolic link; the monitor never writes through a "
+                                  "link (it could point outside the folder): remove it or choose another out=")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:

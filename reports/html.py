@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import re
 from importlib import resources
 
 import jinja2
+import markupsafe
 
 from . import figures
 from .report import Figure, Section, Table, Text, TokenStrips
@@ -38,11 +41,26 @@ def _block_view(block) -> dict:
     return {"kind": "text", "text": str(block), "style": "note"}
 
 
-def render(title: str, meta: str, sections: list[Section], checks: list, version: str) -> str:
-    """The whole page as a string. Every user-supplied string is escaped by Jinja2's autoescape."""
+def script_hash(script: str) -> str:
+    """The CSP source that allows exactly this inline script: ``'sha256-<base64 digest of its UTF-8 bytes>'``."""
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
+
+
+def render(title: str, meta: str, sections: list[Section], checks: list, version: str, run: str = "") -> str:
+    """The whole page as a string. Every user-supplied string is escaped by Jinja2's autoescape.
+
+    The page's Content-Security-Policy allows no script but the toolkit's own (``templates/report.js``),
+    named by its SHA-256 hash computed here from the exact text placed in the page. ``run`` (hex) is the
+    run id shared with ``summary.json``.
+    """
     env = _environment()
     template = env.from_string(_template_text("report.html"))
     views = [{"id": s.id, "title": s.title, "error": s.error, "seconds": s.seconds,
               "blocks": [_block_view(b) for b in s.blocks]} for s in sections]
+    script = _template_text("report.js")
+    if "</" in script:  # the script is the toolkit's own file; it must not close its element early
+        raise ValueError("templates/report.js must not contain '</'")
     return template.render(title=title, meta=meta, css=_template_text("style.css"), sections=views,
-                           checks=checks, failures=[v for v in views if v["error"]], version=version)
+                           checks=checks, failures=[v for v in views if v["error"]], version=version,
+                           script=markupsafe.Markup(script), script_hash=script_hash(script),
+                           run=run if re.fullmatch(r"[0-9a-f]{1,64}", run or "") else "")

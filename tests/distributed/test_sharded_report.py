@@ -90,7 +90,8 @@ def test_summary_is_the_same_on_one_two_and_three_processes(folder, tmp_path):
         # only rank 0 wrote: the folder holds exactly the report's own files
         written = sorted(p.relative_to(run / "out").as_posix() for p in (run / "out").rglob("*") if p.is_file())
         figures = [f for s in summary["sections"].values() for f in s["figures"]]
-        assert figures and written == sorted(["index.html", "summary.json", *figures])
+        assert figures and written == sorted(["index.html", "summary.json", *figures,
+                                              ".xaiscope/lock", ".xaiscope/manifest.json"])
 
 
 @pytest.mark.slow

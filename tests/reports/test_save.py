@@ -61,9 +61,15 @@ def changed(before: dict, after: dict) -> set:
     return {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
 
 
+def state(prefix: str, first: bool = True) -> set:
+    """The save's own bookkeeping: its hidden folder, lock and manifest (after a later save only the manifest changes)."""
+    base = f"{prefix}/" if prefix else ""
+    return {base + ".xaiscope/manifest.json"} | ({base + ".xaiscope", base + ".xaiscope/lock"} if first else set())
+
+
 def own(prefix: str, figures=("confusion", "reliability")) -> set:
     base = f"{prefix}/" if prefix else ""
-    return ({base + "index.html", base + "summary.json", base + "figures"}
+    return ({base + "index.html", base + "summary.json", base + "figures"} | state(prefix)
             | {f"{base}figures/performance-{f}.png" for f in figures})
 
 
@@ -144,6 +150,7 @@ def test_rerun_into_an_earlier_report_replaces_its_files_and_keeps_the_users(tmp
     after = snapshot(tmp_path)
     # own figure "reliability" of the earlier report is removed; "roc" is new; the user's three files stay
     assert changed(before, after) == {"r/index.html", "r/summary.json", "r/figures/performance-confusion.png",
+                                      "r/.xaiscope/manifest.json",
                                       "r/figures/performance-reliability.png", "r/figures/performance-roc.png"}
     assert "r/figures/performance-reliability.png" not in after
     for kept in ("r/review-notes.md", "r/figures/annotated.png", "r/figures/performance-confusion.png.bak"):
@@ -155,11 +162,11 @@ def test_a_report_without_figures_removes_only_its_own_figures_folder_when_empty
     out = tmp_path / "r"
     fake_report("first").save(out)
     fake_report("second", figures=()).save(out)
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".xaiscope", "index.html", "summary.json"]
     fake_report("third").save(out)
     (out / "figures" / "mine.txt").write_text("x")
     fake_report("fourth", figures=()).save(out)
-    assert sorted(p.name for p in out.iterdir()) == ["figures", "index.html", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".xaiscope", "figures", "index.html", "summary.json"]
     assert [p.name for p in (out / "figures").iterdir()] == ["mine.txt"]
 
 
@@ -171,7 +178,7 @@ def test_out_dot_follows_the_same_rules(tmp_path, monkeypatch):
     (tmp_path / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
     fake_report("b").save(".")
-    assert changed(before, snapshot(tmp_path)) == own("") - {"figures"}
+    assert changed(before, snapshot(tmp_path)) == own("") - {"figures", ".xaiscope", ".xaiscope/lock"}
     assert_is_report(tmp_path, "b")
     project = tmp_path / "project"
     user_project(project)
@@ -284,11 +291,11 @@ def test_a_save_killed_while_staging_leaves_the_earlier_report_intact_and_the_ne
     kill_save_at(out, "staged", "index.html")  # everything staged, nothing moved yet
     after = snapshot(tmp_path)
     leftovers = {k for k in changed(before, after)}
-    assert leftovers and all(k.startswith("r/.xaiscope-tmp-") for k in leftovers)  # only our staging folder
+    assert leftovers and all(k.startswith("r/.xaiscope/tmp-") for k in leftovers)  # only our staging folder
     assert {k: v for k, v in after.items() if k not in leftovers} == before  # earlier report byte for byte
     assert_is_report(out, "first")
     fake_report("third").save(out)
-    assert changed(before, snapshot(tmp_path)) == own("r") - {"r/figures"}
+    assert changed(before, snapshot(tmp_path)) == own("r") - {"r/figures", "r/.xaiscope", "r/.xaiscope/lock"}
     assert_is_report(out, "third") and (out / "notes.md").read_text() == "mine"
 
 
@@ -299,9 +306,9 @@ def test_a_save_killed_while_moving_files_leaves_a_whole_readable_report(tmp_pat
     (out / "notes.md").write_text("mine")
     kill_save_at(out, "replaced", "figures/performance-roc.png")  # figures moved, summary and page not yet
     assert_is_report(out, "first")  # the page and summary are the earlier ones, whole; every figure is a whole PNG
-    assert any(p.name.startswith(".xaiscope-tmp-") for p in out.iterdir())
+    assert any(p.name.startswith("tmp-") for p in (out / ".xaiscope").iterdir())
     fake_report("third").save(out)
-    assert sorted(p.name for p in out.iterdir()) == ["figures", "index.html", "notes.md", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".xaiscope", "figures", "index.html", "notes.md", "summary.json"]
     assert sorted(p.name for p in (out / "figures").iterdir()) == ["performance-confusion.png",
                                                                     "performance-reliability.png"]
     assert_is_report(out, "third")
@@ -335,7 +342,7 @@ def test_build_report_with_force_keeps_the_users_files(tmp_path, only_model_card
     before = snapshot(tmp_path)
     m = explain.ModelWrapper(make_net(), "image", device="cpu")
     reports.build_report(m, (torch.rand(6, 1, 8, 8), torch.zeros(6).long()), out=tmp_path / "myproject", force=True)
-    assert changed(before, snapshot(tmp_path)) == {"myproject/index.html", "myproject/summary.json"}
+    assert changed(before, snapshot(tmp_path)) == {"myproject/index.html", "myproject/summary.json"} | state("myproject")
 
 
 @pytest.fixture
@@ -372,7 +379,7 @@ def test_cli_force_and_rerun_keep_the_users_files(tmp_path, cli_files, capsys, o
     code, _, _ = run_cli(capsys, cli_files + ["--out", str(tmp_path / "myproject")])  # now an earlier report
     assert code == 0
     assert changed(before, snapshot(tmp_path)) == {"myproject/index.html", "myproject/summary.json",
-                                                   "myproject/review.md"}
+                                                   "myproject/review.md"} | state("myproject")
 
 
 def test_cli_out_dot_writes_into_the_current_folder_under_the_same_rules(tmp_path, cli_files, capsys, monkeypatch,
@@ -381,11 +388,11 @@ def test_cli_out_dot_writes_into_the_current_folder_under_the_same_rules(tmp_pat
     work.mkdir()
     monkeypatch.chdir(work)
     code, _, _ = run_cli(capsys, cli_files + ["--out", "."])
-    assert code == 0 and sorted(p.name for p in work.iterdir()) == ["index.html", "summary.json"]
+    assert code == 0 and sorted(p.name for p in work.iterdir()) == [".xaiscope", "index.html", "summary.json"]
     (work / "notes.txt").write_text("mine")
     before = snapshot(tmp_path)
     code, _, _ = run_cli(capsys, cli_files + ["--out", "."])
-    assert code == 0 and changed(before, snapshot(tmp_path)) <= {"work/index.html", "work/summary.json"}
+    assert code == 0 and changed(before, snapshot(tmp_path)) <= {"work/index.html", "work/summary.json", "work/.xaiscope/manifest.json"}
     assert "work/notes.txt" in before and (work / "notes.txt").read_text() == "mine"
     monkeypatch.chdir(tmp_path)  # holds w.pt and data.pt: not a report
     before = snapshot(tmp_path)
