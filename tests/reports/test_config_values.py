@@ -123,7 +123,8 @@ def test_good_values_pass():
 def test_a_bad_config_value_exits_2_with_one_line_before_any_work(tmp_path, capsys, monkeypatch, toml, phrase):
     argv = _files(tmp_path)
     (tmp_path / "c.toml").write_text(toml)
-    monkeypatch.setattr(_inputs, "load_data", lambda *a, **k: pytest.fail("data read before the config was checked"))
+    monkeypatch.setattr("reports._setup.load_data",
+                        lambda *a, **k: pytest.fail("data read before the config was checked"))
     code, out, err = run(capsys, "report", "--config", str(tmp_path / "c.toml"), *argv, "--quiet")
     assert code == 2, err
     assert len(err) == 1 and phrase in err[0], err
