@@ -8,6 +8,7 @@ Example:
 """
 
 from . import errors
+from ._batching import deterministic, deterministic_mode
 from .attention import AttentionMaps, attention
 from .attribution import Attribution
 from .data import collect, iter_batches, stream
@@ -31,6 +32,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ModelWrapper",
     "check_wrapper",
+    "deterministic",
+    "deterministic_mode",
     "Attribution",
     "attention",
     "AttentionMaps",

@@ -14,13 +14,22 @@ without the user tuning anything:
 
 The choice is cached per key (the wrapper adds its device, the per-sample input shape and whether
 gradients are on), so later calls go straight to the best size. An explicit ``batch_size`` (per call
-or on the wrapper) always wins. Rows never interact, so results do not depend on the size chosen.
+or on the wrapper) always wins.
+
+Rows never interact, but a kernel's summation order can depend on the batch size, so without a fixed
+size results agree across batch sizes to about 1e-5 relative (float32 rounding), not bit for bit:
+the same seeded call twice on one wrapper may differ at that level, because the first call measures
+candidate sizes and the second uses the winner. :func:`deterministic` fixes the size (no timing at
+all) and turns on torch's deterministic algorithms while it runs; the command line's ``--seed`` uses it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
 import time
-from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequence
 
 import torch
 
@@ -36,6 +45,62 @@ def _is_oom(error: BaseException) -> bool:
 CPU_CANDIDATES = (8, 16, 32, 64, 128, 256)
 CUDA_START = 1024
 MAX_CHUNK_ELEMENTS = 2 ** 26  # candidates whose input chunk would exceed this many numbers are skipped
+DETERMINISTIC_BATCH = 32  # the chunk size of automatic batching inside deterministic()
+
+_FIXED: contextvars.ContextVar[Optional[int]] = contextvars.ContextVar("xaiscope_deterministic_batch", default=None)
+
+
+@contextlib.contextmanager
+def deterministic(batch_size: int = DETERMINISTIC_BATCH) -> Iterator[None]:
+    """Bit-identical results for the same seed: a fixed batch size and torch's deterministic algorithms.
+
+    Inside the block every forward/backward pass whose batch size would be chosen automatically
+    runs in chunks of ``batch_size`` (an explicit ``batch_size`` per call or on the wrapper still
+    wins; it is fixed too), ``torch.use_deterministic_algorithms(True, warn_only=True)`` is on, cuDNN
+    is deterministic and does not benchmark. Everything is restored on exit, also on an exception.
+    Operations that have no deterministic implementation (some CUDA kernels) warn instead of
+    failing. The same seeded call then gives the same bits on the same machine and software.
+
+    Without it, results agree across batch sizes to about 1e-5 relative (float32 rounding), and
+    the automatic size is chosen by timing, so two identical seeded calls can differ at that level.
+
+    Args:
+        batch_size: the chunk size used where the size would be automatic (default 32).
+
+    Raises:
+        InputValueError: ``batch_size`` is not a whole number ≥ 1.
+
+    Example:
+        >>> with explain.deterministic():                       # doctest: +SKIP
+        ...     a = explain.lime(m, x, seed=0)
+        ...     b = explain.lime(m, x, seed=0)                   # torch.equal(a.values, b.values)
+    """
+    from .errors import InputValueError
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputValueError(f"deterministic(batch_size=...) must be a whole number ≥ 1, got {batch_size!r}")
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    token = _FIXED.set(int(batch_size))
+    try:
+        if cublas is None:  # deterministic cuBLAS needs a fixed workspace
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        yield
+    finally:
+        _FIXED.reset(token)
+        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
+        if cublas is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+
+
+def deterministic_mode() -> dict:
+    """``{"deterministic": bool, "batch_size": int or None}``: whether :func:`deterministic` is active
+    here, and the fixed batch size it set (reports record it for reproducibility)."""
+    size = _FIXED.get()
+    return {"deterministic": size is not None, "batch_size": size}
 
 
 class BatchTuner:
@@ -123,8 +188,11 @@ def run_in_chunks(fn: Callable[[slice], Any], n: int, size: Optional[int], *, de
                   row_numel: Optional[int] = None, unit: str = "sample") -> list:
     """``[fn(slice) for each chunk of range(n)]``, halving the chunk size on out-of-memory errors.
 
-    With ``size=None`` a ``tuner`` picks every chunk's size under ``key`` (see :class:`BatchTuner`).
+    With ``size=None`` a ``tuner`` picks every chunk's size under ``key`` (see :class:`BatchTuner`),
+    except inside :func:`deterministic`, which fixes it.
     """
+    if size is None:
+        size = _FIXED.get()  # deterministic(): a fixed size, never a timed choice
     if size is None and tuner is None:
         raise ValueError("run_in_chunks needs a size or a tuner")
     fixed = None if size is None else max(1, min(int(size), max(n, 1)))

@@ -98,6 +98,10 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         rnn_backward_fix: cuDNN refuses RNN backward in eval mode. ``"auto"`` (on CUDA) runs the
             recurrent layers in train mode with inter-layer dropout set to 0 during gradient passes,
             which computes exactly the eval-mode function; ``True``/``False`` force it on/off.
+
+    Raises:
+        UnsupportedModelError: ``model`` is not an ``nn.Module``, or its weights are on the ``meta``
+            device (built without values: load them first).
     """
 
     def __init__(
@@ -132,6 +136,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
             )
         if input_kind not in INPUT_KINDS:
             raise InputShapeError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
+        _check_materialised(model)
         if precision not in _PRECISIONS:
             raise InputShapeError(f"precision must be None, 'bf16' or 'fp16', got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
@@ -382,6 +387,17 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         """Softmax probabilities (``N×K``, CPU); ``[1 − sigmoid(z), sigmoid(z)]`` for a binary classifier."""
         return torch.softmax(self.logits(x, **kw), dim=1)
 
+
+
+def _check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are on the ``meta`` device (shapes only, no values)."""
+    empty = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise UnsupportedModelError(
+            f"the model has no weights materialised: {len(empty)} parameter(s)/buffer(s) are on the 'meta' device "
+            f"({shown}); load the weights first, e.g. model.to_empty(device='cpu') then "
+            "model.load_state_dict(torch.load(path, weights_only=True)), or load_state_dict(..., assign=True)")
 
 
 def check_wrapper(model: Any) -> ModelWrapper:

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import torch
 
-from explain.errors import EmptyDataError, InputShapeError, ModelLoadError
+from explain.errors import EmptyDataError, InputShapeError, InputValueError, ModelLoadError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -79,6 +79,17 @@ def _pick(mapping, keys, what, path):
     raise InputShapeError(f"{path}: expected an array named one of {keys}, found {sorted(mapping)}")
 
 
+def _whole_labels(y: torch.Tensor, path: Path) -> torch.Tensor:
+    """Labels as ``LongTensor``; float labels must hold whole numbers (a fraction is an error, not truncated)."""
+    if y.dtype.is_floating_point:
+        bad = ~torch.isfinite(y) | (y != torch.round(y))
+        if bool(bad.any()):
+            first = int(bad.flatten().nonzero()[0])
+            raise InputValueError(f"{path}: label {float(y.flatten()[first]):g} (sample {first}) is not a class "
+                                  "index; labels are whole numbers 0, 1, 2, ... (fractions are not rounded)")
+    return y.long()
+
+
 def load_tensor_file(path: Path, lazy: bool = False) -> Tuple[Any, Optional[torch.Tensor]]:
     """``.pt`` (a tensor, an ``(x, y)`` pair or a dict with ``x``/``y``) or ``.npz`` (arrays ``x``/``y``).
 
@@ -98,7 +109,7 @@ def load_tensor_file(path: Path, lazy: bool = False) -> Tuple[Any, Optional[torc
             raise InputShapeError(f"{path}: not a readable .npz file ({error})") from error
         x = _pick(arrays, ("x", "inputs", "input_ids", "X"), "inputs", path)
         y = _pick(arrays, ("y", "labels", "targets", "Y"), "labels", path)
-        y = None if y is None else torch.from_numpy(np.array(y)).long()
+        y = None if y is None else _whole_labels(torch.from_numpy(np.array(y)), path)
         if lazy and isinstance(x, np.memmap) and x.ndim >= 2 and len(x):
             return array_inputs(x, str(path)), y
         return torch.from_numpy(np.array(x)), y
@@ -114,11 +125,11 @@ def load_tensor_file(path: Path, lazy: bool = False) -> Tuple[Any, Optional[torc
     if isinstance(obj, torch.Tensor):
         x, y = obj, None
     elif isinstance(obj, (tuple, list)) and len(obj) == 2:
-        x, y = torch.as_tensor(obj[0]), torch.as_tensor(obj[1]).long().clone()
+        x, y = torch.as_tensor(obj[0]), _whole_labels(torch.as_tensor(obj[1]), path).clone()
     elif isinstance(obj, dict):
         x = torch.as_tensor(_pick(obj, ("x", "inputs", "input_ids", "X"), "inputs", path))
         y = _pick(obj, ("y", "labels", "targets", "Y"), "labels", path)
-        y = None if y is None else torch.as_tensor(y).long().clone()
+        y = None if y is None else _whole_labels(torch.as_tensor(y), path).clone()
     else:
         x = None
     if x is not None:
@@ -132,6 +143,20 @@ SERIES_CSV_HELP = (
     "series CSV: either one series per row (a 'label' column, if any, and one column per time step; one "
     "channel), or several channels in long format: a 'sample_id' column, an optional 't' column (the "
     "step; else rows keep their order), an optional 'label' column, and one numeric column per channel")
+
+
+def csv_label(value: str, path: Path, line: int) -> int:
+    """A class index from a CSV cell: ``3`` or ``3.0``; a fraction (``0.5``), a negative or a non-number
+    is an error naming the line, never truncated to a class."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise InputShapeError(f"{path}, line {line}: label {value.strip()!r} is not a number; labels are class "
+                              "indices 0, 1, 2, ...") from None
+    if not np.isfinite(number) or number != int(number) or number < 0:
+        raise InputValueError(f"{path}, line {line}: label {value.strip()!r} is not a class index; labels are whole "
+                              "numbers 0, 1, 2, ... (fractional or negative labels are not rounded)")
+    return int(number)
 
 
 def load_series_csv(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
@@ -156,10 +181,10 @@ def load_series_csv(path: Path) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     for n, row in enumerate(body, start=2):
         try:
             values = [float(v) for i, v in enumerate(row) if i != label_col]
-            if label_col is not None:
-                ys.append(int(float(row[label_col])))
         except ValueError as error:
             raise InputShapeError(f"{path}, line {n}: not a number ({error})") from error
+        if label_col is not None:
+            ys.append(csv_label(row[label_col], path, n))
         xs.append(values)
     return torch.tensor(xs).unsqueeze(-1), (torch.tensor(ys) if ys else None)
 
@@ -197,10 +222,10 @@ def series_csv_inputs(path: Path):
                 raise InputShapeError(f"{path}, line {line_no}: {len(row)} values for {len(header)} columns")
             try:
                 [float(v) for i, v in enumerate(row) if i != label_col]
-                if label_col is not None:
-                    ys.append(int(float(row[label_col])))
             except ValueError as error:
                 raise InputShapeError(f"{path}, line {line_no}: not a number ({error})") from error
+            if label_col is not None:
+                ys.append(csv_label(row[label_col], path, line_no))
             offsets.append(start)
     if header is None or not offsets:
         raise EmptyDataError(f"{path}: expected a header line and at least one series")
@@ -218,9 +243,9 @@ def _long_series(path: Path, header: List[str], body: List[List[str]]) -> Tuple[
         try:
             step = float(row[t_col]) if t_col is not None else None
             values = [float(row[i]) for i in channels]
-            label = int(float(row[label_col])) if label_col is not None else None
         except ValueError as error:
             raise InputShapeError(f"{path}, line {n}: not a number ({error})") from error
+        label = csv_label(row[label_col], path, n) if label_col is not None else None
         entry = samples.setdefault(row[sid], {"steps": [], "label": label, "line": n})
         if label != entry["label"]:
             raise InputShapeError(f"{path}, line {n}: sample {row[sid]!r} has label {label} here but "

@@ -20,6 +20,7 @@ from explain.errors import DistributedError, InputShapeError
 from robustness import distributed as dist
 
 from . import html
+from ._config import check_table_values
 from ._data_pass import read_data
 from ._save import FIGURES_DIR, check_output, write_report
 from .report import Check, Figure, ReportContext, Section, TokenStrips
@@ -188,11 +189,13 @@ def accepted_config() -> tuple:
 
 
 def validate_config(cfg: dict) -> None:
-    """Reject report settings that no section reads.
+    """Reject report settings that no section reads, and values of the wrong type or out of range.
 
     Raises:
         InputShapeError: an unknown top-level table, an unknown key in a section's table or an
             unknown threshold in ``checks``; the message lists the accepted ones.
+        InputValueError: a value of the wrong type or out of range (``samples = "many"``,
+            ``min_accuracy = nan``, a negative budget), naming the table and key.
     """
     tables, checks = accepted_config()
     if not isinstance(cfg, dict):
@@ -209,6 +212,7 @@ def validate_config(cfg: dict) -> None:
             what = "threshold(s) in [checks]" if name == "checks" else f"key(s) in [{name}]"
             listing = "; ".join(f"{k} ({v})" for k, v in allowed.items()) or "none"
             raise InputShapeError(f"unknown {what}: {bad}; accepted: {listing}")
+        check_table_values(name, table)  # types and ranges: NaN, a string for a count, ... (reports/_config.py)
 
 
 def build_report(

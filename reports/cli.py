@@ -1,19 +1,26 @@
 """The ``xaiscope`` command line: ``methods``, ``demo``, ``report`` and ``explain``.
 
-Exit codes: 0 all checks pass, 1 a configured check failed, 2 a usage or input error (one line on
-stderr; ``--debug`` shows the traceback).
+Exit codes:
+
+* 0 — the command finished and every configured check passed;
+* 1 — a configured check failed (the report is written);
+* 2 — a usage or input error: bad options, a missing file, a config value of the wrong type or out
+  of range, a model that cannot run on the data (one line on stderr; ``--debug`` shows the traceback);
+* 3 — the report is written but a section failed (it shows a failure box); stderr names each failed
+  section on one line. It takes precedence over 1: with a section missing, the checks did not all run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import List, Optional
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_SECTION_FAILED = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -76,7 +83,9 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--image-size", type=int, default=None, help="image folders: resize to this square size")
         r.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
         r.add_argument("--amp", choices=["bf16", "fp16"], default=None, help="autocast precision")
-        r.add_argument("--seed", type=int, default=None)
+        r.add_argument("--seed", type=int, default=None,
+                       help="seeds every stochastic step and turns on the deterministic mode (fixed batch size, "
+                            "deterministic kernels): the same seed gives the same numbers, bit for bit")
         r.add_argument("--max-samples", type=int, default=None, help="use at most this many samples")
         r.add_argument("--out", default=None, help="output folder")
         r.add_argument("--quiet", action="store_true", help="no progress output")
@@ -100,19 +109,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> dict:
     """Merge the config file (if any) with the flags; flags win."""
+    from ._config import SETTING_RULES, check_settings
     from ._inputs import load_config
+    from .build import validate_config
     cfg = load_config(args.config) if getattr(args, "config", None) else {}
-    keys = ["model", "weights", "trust_model", "kind", "data", "vocab", "class_names", "mean", "std", "channels",
-            "image_size", "device", "amp", "seed", "max_samples", "out", "methods", "samples", "ood_data", "method",
-            "pad_id", "mask", "max_length", "history", "eps"]
+    keys = list(SETTING_RULES)
     merged = {k.replace("-", "_"): v for k, v in cfg.items()}
+    check_settings(merged)  # values as well as keys, when the file is read: types, ranges, NaN
+    validate_config({k: v for k, v in merged.items() if isinstance(v, dict)})
     for k in keys:
         v = getattr(args, k, None)
-        if v not in (None, False):
+        if v is not None and v is not False:  # a flag given as 0 (--seed 0) still wins over the file
             merged[k] = v
     for needed in ("model", "data"):
         if not merged.get(needed):
             raise UsageError(f"missing --{needed.replace('_', '-')} (or '{needed}' in the config file)")
+    resources = getattr(args, "resources", None)
+    if merged.get("seed") is not None and resources is not None:
+        import explain  # a seed asks for the same numbers every run: fixed batches, deterministic kernels
+        resources.enter_context(explain.deterministic())
     return merged
 
 
@@ -181,14 +196,23 @@ def cmd_report(args) -> int:
     index = Path(out) / "index.html"
     from robustness.distributed import is_main
     if not is_main():  # rank 0 prints and writes; the others only compute
-        return EXIT_CHECK_FAILED if rep.failed else EXIT_OK
+        return report_exit_code(rep)
     if not args.quiet:
         for c in rep.checks:
             print(f"  [{c.status}] {c.text or c.name}", file=sys.stderr)
-        for sec in rep.sections:
-            if sec.error:
-                print(f"  [error] section {sec.title}: {sec.error.splitlines()[-1]}", file=sys.stderr)
+    for sec in rep.sections:  # also with --quiet: a failed section is an error, not progress
+        if sec.error:
+            what = " ".join(line.strip() for line in sec.error.strip().splitlines() if line.strip())
+            what = what if len(what) <= 300 else what[:299] + "…"
+            print(f"xaiscope report: section failed: {sec.id} ({sec.title}): {what}", file=sys.stderr)
     print(index)
+    return report_exit_code(rep)
+
+
+def report_exit_code(rep) -> int:
+    """3 when a section failed (the report is written but incomplete), else 1 when a check failed, else 0."""
+    if any(sec.error for sec in rep.sections):
+        return EXIT_SECTION_FAILED
     return EXIT_CHECK_FAILED if rep.failed else EXIT_OK
 
 
@@ -288,6 +312,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         import os
         os.environ.setdefault("TQDM_DISABLE", "1")
     from explain.errors import ToolkitError
+    args.resources = contextlib.ExitStack()  # what a command enters (deterministic mode) ends with it
     try:
         if args.command == "report":
             from robustness.distributed import init_from_env
@@ -307,6 +332,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("xaiscope: interrupted", file=sys.stderr)
         return 130
     finally:
+        args.resources.close()
         _leave_group()
 
 

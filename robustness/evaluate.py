@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 import warnings
 import zlib
@@ -10,7 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from explain.data import stream
-from explain.errors import EmptyDataError, InputShapeError, UnknownMethodError
+from explain.errors import EmptyDataError, InputShapeError, InputValueError, UnknownMethodError
 from explain import check_wrapper
 
 from . import distributed as dist
@@ -100,6 +102,7 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     Raises:
         InputShapeError: no labels, no budgets, an attack that does not fit the input kind, or
             batches of the wrong form.
+        InputValueError: a budget that is negative, NaN or infinite (or not whole, for count budgets).
         EmptyDataError: ``data`` holds no samples.
         UnknownMethodError: ``method`` is not registered.
 
@@ -120,7 +123,7 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
     spec = attack_spec(method)
     spec.check_kind(method, wrapper.input_kind)
     if eps is not None:
-        eps = sorted(float(e) for e in eps)
+        eps = sorted(_budgets(eps, spec.budget == "count", method))
         if not eps:
             raise InputShapeError("eps: give at least one budget")
     parts = []
@@ -151,6 +154,37 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
                       "constant outputs) or the attack may be failing on it (masked gradients); check the clean "
                       "predictions, then try larger budgets or another attack", stacklevel=2)
     return result
+
+
+def _budgets(eps: Any, whole: bool, method: str) -> list:
+    """The budgets as floats; each must be a finite number ≥ 0 (a whole number for count budgets)."""
+    if isinstance(eps, (numbers.Real, torch.Tensor)) and not (isinstance(eps, torch.Tensor) and eps.dim() > 0):
+        eps = [eps]
+    out = []
+    for e in eps:
+        if isinstance(e, bool) or not isinstance(e, (numbers.Real, torch.Tensor)) or \
+                (isinstance(e, torch.Tensor) and e.numel() != 1):
+            raise InputValueError(f"eps: every budget must be a number, got {e!r} in {list(eps)!r}")
+        v = float(e)
+        if not math.isfinite(v) or v < 0:
+            raise InputValueError(f"eps: every budget must be a finite number ≥ 0, got {v:g} in {list(map(float, eps))}")
+        if whole and v != int(v):
+            raise InputValueError(f"eps: {method}'s budget is a whole number of substituted tokens ≥ 0, got {v:g}")
+        out.append(v)
+    return out
+
+
+def _severities(severities: Any, names: list, table: dict) -> list:
+    """Severities as ints; each a whole number from 0 (no corruption) to the corruptions' highest level."""
+    top = min((len(table[n].levels) for n in names), default=5)
+    out = []
+    for s in list(severities):
+        ok = not isinstance(s, bool) and isinstance(s, numbers.Real) and math.isfinite(float(s)) and float(s) == int(s)
+        if not ok or not 0 <= int(s) <= top:
+            raise InputValueError(f"severities must be whole numbers from 0 (unchanged) to {top}, got {s!r} "
+                                  f"in {list(severities)!r}")
+        out.append(int(s))
+    return out
 
 
 def _share(hits: int, n: int) -> float:
@@ -187,6 +221,7 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
         InputShapeError: no labels, or batches of the wrong form.
         EmptyDataError: ``data`` holds no samples.
         UnknownMethodError: a corruption that is not registered for the input kind.
+        InputValueError: a severity that is not a whole number from 0 to 5.
 
     Shape:
         inputs: the wrapper's kind, ``N×…``; labels: ``N``.
@@ -202,7 +237,7 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
     unknown = [c for c in names if c not in table]
     if unknown:
         raise UnknownMethodError(f"unknown {wrapper.input_kind} corruption(s) {unknown}; available: {', '.join(table)}")
-    severities = [int(s) for s in severities]
+    severities = _severities(severities, names, table)
     counts = torch.zeros(1 + len(names) * len(severities), dtype=torch.float64)
     n = 0
     for b, x, y in rounds(stream(data, batch_size, max_samples=max_samples)):

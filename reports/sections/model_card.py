@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import platform
 
+import torch
+
+import explain
 from robustness import distributed as dist
 
 from ..report import ReportContext, Section, Table
@@ -24,8 +27,22 @@ def library_versions() -> dict:
     return out
 
 
+def reproducibility(wrapper) -> dict:
+    """Whether the numbers are bit-reproducible at this seed, and the batch size the passes used."""
+    mode = explain.deterministic_mode()
+    if wrapper.batch_size is not None:
+        size, how = wrapper.batch_size, "fixed on the wrapper"
+    elif mode["deterministic"]:
+        size, how = mode["batch_size"], "fixed by the deterministic mode"
+    else:
+        size, how = None, "automatic (chosen by timing; results agree across sizes to about 1e-5 relative)"
+    return {"deterministic": mode["deterministic"], "batch_size": size, "batch_size_choice": how,
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+
+
 def build(ctx: ReportContext) -> Section:
     d = ctx.wrapper.describe()
+    repro = reproducibility(ctx.wrapper)
     shape = list(ctx.x.shape[1:])
     rows = [
         ["architecture", d["architecture"]],
@@ -42,6 +59,9 @@ def build(ctx: ReportContext) -> Section:
         ["feature layer (head)", d["feature_layer"] or "—"],
         ["evaluation samples", str(ctx.cache.get("n_evaluated", len(ctx.x)))],
         ["seed", str(ctx.seed)],
+        ["deterministic mode", ("on: the same seed gives the same numbers, bit for bit" if repro["deterministic"]
+                                else "off: the same seed gives the same numbers to about 1e-5 relative")],
+        ["batch size", f"{repro['batch_size'] or 'automatic'} ({repro['batch_size_choice']})"],
         ["processes (world size)", str(dist.rank_and_world()[1])],
     ]
     versions = library_versions()
@@ -53,5 +73,5 @@ def build(ctx: ReportContext) -> Section:
               caption="Configuration that produced this report", sortable=False),
     ]
     summary = {"model": d, "input_shape": shape, "samples": ctx.cache.get("n_evaluated", len(ctx.x)), "seed": ctx.seed,
-               "versions": versions, "world_size": dist.rank_and_world()[1]}
+               "reproducibility": repro, "versions": versions, "world_size": dist.rank_and_world()[1]}
     return Section("model_card", "Model card", blocks=blocks, summary=summary)

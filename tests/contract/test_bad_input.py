@@ -142,6 +142,8 @@ CASES = [
          lambda c: explain.ModelWrapper(make_cnn(), precision="int8"), E.InputShapeError, "precision must be"),
     Case("wrapper-batch-size-zero", "explain.ModelWrapper",
          lambda c: explain.ModelWrapper(make_cnn(), batch_size=0), E.InputShapeError, "batch_size must be at least 1"),
+    Case("deterministic-batch-size-zero", "explain.deterministic",
+         lambda c: explain.deterministic(batch_size=0).__enter__(), E.InputValueError, "whole number ≥ 1"),
     Case("wrapper-std-zero", "explain.ModelWrapper",
          lambda c: explain.ModelWrapper(make_cnn(), std=[0.2, 0.0, 0.2]), E.InputValueError, "std must be positive"),
     Case("wrapper-mean-for-tokens", "explain.ModelWrapper",
@@ -519,6 +521,7 @@ CASES = [
 EXEMPT = {
     "explain.Attribution": "a result type the explainers construct",
     "explain.available_explainers": "takes no arguments",
+    "explain.deterministic_mode": "takes no arguments",
     "robustness.AttackResult": "a result type the attacks construct",
     "robustness.RobustAccuracyResult": "a result type robust_accuracy constructs",
     "robustness.CorruptionResult": "a result type corruption_accuracy constructs",

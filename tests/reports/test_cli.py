@@ -64,12 +64,14 @@ def test_report_on_a_series_csv_from_a_config_file_and_failing_check_exits_1(con
     torch.save(conv1d.net.state_dict(), tmp_path / "w.pt")
     x, y = conv1d.x[:30, :, 0].numpy(), conv1d.y[:30].numpy()
     lines = ["label," + ",".join(f"t{i}" for i in range(x.shape[1]))]
+    y = y.copy()
+    y[0] = (y[0] + 1) % 3  # one wrong label: accuracy below 100 %, so min_accuracy = 1.0 fails
     lines += [f"{int(c)}," + ",".join(f"{v:.5f}" for v in row) for c, row in zip(y, x)]
     (tmp_path / "series.csv").write_text("\n".join(lines))
     (tmp_path / "audit.toml").write_text(
         f'model = "tests.reports.test_cli:make_conv1d"\nweights = "{tmp_path / "w.pt"}"\nkind = "series"\n'
         f'data = "{tmp_path / "series.csv"}"\nout = "{tmp_path / "r"}"\nsamples = 2\n\n'
-        "[checks]\nmin_accuracy = 1.01\n")
+        "[checks]\nmin_accuracy = 1.0\n")
     code, out, err = run(capsys, "report", "--config", str(tmp_path / "audit.toml"))
     assert code == 1
     assert "[fail] accuracy" in err

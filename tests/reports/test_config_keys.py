@@ -34,7 +34,7 @@ def test_unknown_settings_are_rejected_with_the_accepted_ones(config, match):
 
 def test_declared_settings_pass_and_build_report_rejects_before_any_work():
     tables, checks = accepted_config()
-    validate_config({"checks": {k: 0.5 for k in checks}, **{t: {} for t in tables}})
+    validate_config({"checks": {k: (True if k == "require_sanity" else 0.5) for k in checks}, **{t: {} for t in tables}})
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 2))
     m = explain.ModelWrapper(net, "image", device="cpu")
     with pytest.raises(InputShapeError, match="lime"):
