@@ -48,6 +48,13 @@ def _renamed(state: Mapping[str, torch.Tensor], expected: set) -> Tuple[dict, Op
         hits = len(expected & set(candidate))
         if hits > score:
             best, how, score = candidate, f"added the prefix {prefix!r} that every key of the model has", hits
+    if set(best) != expected:  # a LightningModule holding the network and more (a loss with weights, a copy)
+        for prefix in sorted({p for k in state for p in _dotted_prefixes(k)}, key=len):
+            inner = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            if set(inner) == expected:
+                rest = [k for k in state if not k.startswith(prefix)]
+                return inner, (f"kept the keys under {prefix!r} (every key of the model) and left out "
+                               f"{len(rest)} other(s) ({_names(rest)})")
     return best, how
 
 
