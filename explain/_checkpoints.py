@@ -63,7 +63,8 @@ def _names(keys: list) -> str:
     return shown + (", ..." if len(keys) > _SHOWN else "")
 
 
-def _mismatch_message(path: str, model: nn.Module, state: Mapping[str, torch.Tensor], expected: Mapping) -> str:
+def _mismatch_message(path: str, model: nn.Module, state: Mapping[str, torch.Tensor], expected: Mapping,
+                      how: Optional[str]) -> str:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
@@ -82,9 +83,10 @@ def _mismatch_message(path: str, model: nn.Module, state: Mapping[str, torch.Ten
     else:
         under = [p for k in state for p in _dotted_prefixes(k)[:1]]
         top = sorted(set(under))[:_SHOWN]
-        fix = (f"the key names differ (the file's begin with {', '.join(repr(t) for t in top)}): pass the factory "
+        fix = (f"the key names differ (the file's keys begin with {', '.join(repr(t) for t in top)}): pass the factory "
                "that builds the trained architecture, or save model.state_dict() of the network itself")
-    return (f"weights in {path!r} do not fit the factory's model {type(model).__name__}: "
+    after = f" even after xaiscope {how}" if how else ""
+    return (f"weights in {path!r} do not fit the factory's model {type(model).__name__}{after}: "
             f"{'; '.join(parts)}; {fix}")
 
 
@@ -96,11 +98,11 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: st
     """
     expected = model.state_dict()
     state, how = _renamed(state, set(expected))
-    if how is not None:
-        warnings.warn(f"{path}: {how} to match {type(model).__name__}", stacklevel=3)
     same_keys = set(state) == set(expected)
     if not same_keys or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
-        raise ModelLoadError(_mismatch_message(path, model, state, expected))
+        raise ModelLoadError(_mismatch_message(path, model, state, expected, how))
+    if how is not None:
+        warnings.warn(f"{path}: {how} to match {type(model).__name__}", stacklevel=3)
     try:
         model.load_state_dict(state)
     except RuntimeError as error:  # e.g. a dtype torch cannot copy
