@@ -58,6 +58,11 @@ def _renamed(state: Mapping[str, torch.Tensor], expected: set) -> Tuple[dict, Op
     return best, how
 
 
+def _shape(value: object) -> Optional[tuple]:
+    shape = getattr(value, "shape", None)  # ``_extra_state`` entries need not be tensors
+    return None if shape is None else tuple(shape)
+
+
 def _names(keys: list) -> str:
     shown = ", ".join(keys[:_SHOWN])
     return shown + (", ..." if len(keys) > _SHOWN else "")
@@ -67,7 +72,7 @@ def _mismatch_message(path: str, model: nn.Module, state: Mapping[str, torch.Ten
                       how: Optional[str]) -> str:
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    shapes = [k for k in expected if k in state and _shape(state[k]) != _shape(expected[k])]
     parts = []
     if missing:
         parts.append(f"{len(missing)} missing from the file ({_names(missing)})")
@@ -75,8 +80,8 @@ def _mismatch_message(path: str, model: nn.Module, state: Mapping[str, torch.Ten
         parts.append(f"{len(unexpected)} unexpected ({_names(unexpected)})")
     if shapes:
         first = shapes[0]
-        parts.append(f"{len(shapes)} of another shape ({first}: {tuple(state[first].shape)} in the file, "
-                     f"{tuple(expected[first].shape)} in the model{', ...' if len(shapes) > 1 else ''})")
+        parts.append(f"{len(shapes)} of another shape ({first}: {_shape(state[first])} in the file, "
+                     f"{_shape(expected[first])} in the model{', ...' if len(shapes) > 1 else ''})")
     if shapes and not missing and not unexpected:
         fix = ("the layer names agree but their sizes do not: give the factory the arguments the model was trained "
                "with (factory_kwargs, e.g. the number of classes)")
@@ -99,7 +104,7 @@ def fit_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: st
     expected = model.state_dict()
     state, how = _renamed(state, set(expected))
     same_keys = set(state) == set(expected)
-    if not same_keys or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
+    if not same_keys or any(_shape(state[k]) != _shape(v) for k, v in expected.items()):
         raise ModelLoadError(_mismatch_message(path, model, state, expected, how))
     if how is not None:
         warnings.warn(f"{path}: {how} to match {type(model).__name__}", stacklevel=3)
