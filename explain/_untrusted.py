@@ -32,21 +32,15 @@ from .errors import ModelLoadError
 
 TRUST_HINT = "Pass trust_code=True (--trust-model) only if you trust the file and whoever wrote it."
 
-# Operators that take a file name: TorchScript's torch.save and torch.from_file (an aten op that an
-# exported graph could also call). Found in the registered schemas too, should a torch add more.
-_FILE_OPS = {"save", "from_file"}
+# Operators that take a file name (in torch 2.13's registered schemas, the only ones with a ``str``
+# argument naming a file or path): TorchScript's torch.save, and torch.from_file, an aten op that an
+# exported graph could call too.
+_FILE_OPS = ("save", "from_file")
 _LEGACY_PT2 = ("serialized_state_dict.pt", "serialized_constants.pt", "serialized_example_inputs.pt")
 
 
-def _file_ops() -> set:
-    names = set(_FILE_OPS)
-    try:
-        for schema in torch._C._jit_get_all_schemas():
-            if any(str(a.type) == "str" and re.search(r"file|path", a.name) for a in schema.arguments):
-                names.add(schema.name.split("::")[-1])
-    except Exception:  # noqa: BLE001 - the static list above still applies
-        pass
-    return names
+def _file_ops() -> tuple:
+    return _FILE_OPS
 
 
 def _refuse(path: str, what: str) -> ModelLoadError:
