@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional, Tuple, Union
 
@@ -24,13 +25,41 @@ class Capture:
     _extra: dict = field(default_factory=dict)
 
 
+def compiled_original(model: nn.Module) -> Optional[nn.Module]:
+    """The eager module inside a ``torch.compile`` wrapper, or ``None`` when ``model`` is not compiled."""
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")  # loaded whenever torch.compile was called
+    compiled = getattr(eval_frame, "OptimizedModule", None)
+    if compiled is not None and isinstance(model, compiled) and isinstance(getattr(model, "_orig_mod", None), nn.Module):
+        return model._orig_mod
+    return None
+
+
 class LayerAccess:
-    """Mixin: the layers methods need, and hooks that are always removed."""
+    """Mixin: the layers methods need, and hooks that are always removed.
+
+    A ``torch.compile`` model runs its compiled graph, which does not call hooks added after it was
+    compiled; inside :meth:`capture` (and the target-layer probe) the wrapper therefore runs the
+    eager module the compiled one wraps (``_orig_mod``: the same layers and weights).
+    """
 
     model: nn.Module
     input_kind: str
     device: torch.device
     _names: dict
+
+    @contextlib.contextmanager
+    def eager(self) -> Iterator[None]:
+        """Inside the block, ``self.model`` is the eager module when the model is ``torch.compile``'d."""
+        compiled = self.model
+        original = compiled_original(compiled)
+        if original is None:
+            yield
+            return
+        self.model = original
+        try:
+            yield
+        finally:
+            self.model = compiled
 
     # ------------------------------------------------------------------ layers
     def _layer(self, role: str, name: Optional[str], x: Optional[torch.Tensor] = None) -> Tuple[str, nn.Module]:
@@ -62,7 +91,7 @@ class LayerAccess:
         cache = self.__dict__.setdefault("_probed_layers", {})
         key = tuple(x.shape[1:])
         if key not in cache:
-            with self.session(grad=False):
+            with self.eager(), self.session(grad=False):
                 found = _layers.probe_conv_layer(self.model, lambda: self.forward(x[:1]))  # type: ignore[attr-defined]
             cache[key] = None if found is None else found[0]
         name = cache[key]
@@ -88,9 +117,16 @@ class LayerAccess:
             grad: make the captured output a tensor gradients can be taken against, even when
                 nothing upstream requires grad (frozen parameters, integer token ids).
 
-        The hook is removed when the block exits, also on error.
+        The hook is removed when the block exits, also on error. On a ``torch.compile`` model the
+        forward passes inside the block run the eager module, so the hook fires.
         """
-        name, module = layer if isinstance(layer, tuple) else self._layer(role, layer)
+        with self.eager():
+            name, module = layer if isinstance(layer, tuple) else self._layer(role, layer)
+            with self._hooked(name, module, replace, grad) as cap:
+                yield cap
+
+    @contextlib.contextmanager
+    def _hooked(self, name: str, module: nn.Module, replace: Optional[torch.Tensor], grad: bool) -> Iterator[Capture]:
         cap = Capture(name=name, module=module)
 
         def hook(_mod: nn.Module, inputs: tuple, output: Any) -> Any:

@@ -31,8 +31,9 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
         LayerNotFoundError: naming the available layers.
     """
     modules = dict(model.named_modules())
-    # Accept names written with the prefixes DataParallel/DDP and torch.compile leave behind.
-    for candidate in (name, strip_prefixes(name)):
+    # Accept names written with the prefixes DataParallel/DDP and torch.compile leave behind, and on a
+    # compiled model names of its eager module (without the ``_orig_mod.`` prefix).
+    for candidate in (name, strip_prefixes(name), "_orig_mod." + strip_prefixes(name)):
         if candidate in modules and candidate:
             return modules[candidate]
     raise LayerNotFoundError(

@@ -1,7 +1,9 @@
 """Hugging Face models from a local ``save_pretrained`` directory, and their tokenizers.
 
 Nothing is downloaded: the directory must hold the config and weights (``model.save_pretrained(dir)``)
-and, for text models, the tokenizer (``tokenizer.save_pretrained(dir)``). Remote code is never run.
+and, for text models, the tokenizer (``tokenizer.save_pretrained(dir)``). Code saved in the directory
+(a custom ``model_type`` with ``auto_map``) runs only with ``trust_code=True`` (``--trust-model``);
+without it such a directory is refused, and nothing asks on standard input.
 
 Example:
     >>> m = explain.load_hf("runs/bert-sst2")                     # doctest: +SKIP
@@ -30,36 +32,70 @@ def _transformers():
     return transformers
 
 
-def load_hf_model(path: Union[str, os.PathLike]) -> nn.Module:
+def _remote_code(path: str) -> Optional[str]:
+    """What in ``path`` asks transformers to run the directory's own Python code, or ``None``."""
+    import json
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        file = os.path.join(path, name)
+        if not os.path.isfile(file):
+            continue
+        try:
+            with open(file, encoding="utf-8") as fh:
+                cfg = json.load(fh)
+        except (OSError, ValueError):
+            continue  # transformers reports an unreadable config itself
+        auto_map = cfg.get("auto_map") if isinstance(cfg, dict) else None
+        if auto_map:
+            entries = auto_map.values() if isinstance(auto_map, dict) else auto_map
+            shown = ", ".join(str(e) for e in list(entries)[:2])
+            return f"its {name} maps the model to code saved in the directory (auto_map: {shown})"
+    return None
+
+
+def load_hf_model(path: Union[str, os.PathLike], *, trust_code: bool = False) -> nn.Module:
     """The classifier saved in ``path`` (``AutoModelFor{Sequence,Image}Classification``), on the CPU.
 
+    Args:
+        path: a directory written by ``save_pretrained``.
+        trust_code: run Python code saved in the directory (``trust_remote_code``). Without it, a
+            directory whose config names its own code (``auto_map``) is refused.
+
     Raises:
-        ModelLoadError: ``path`` is not a directory holding a saved model.
+        ModelLoadError: ``path`` is not a directory holding a saved model, or it needs its own code
+            and ``trust_code`` is False.
         OptionalDependencyError: transformers is not installed.
     """
     path = os.fspath(path)
     if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
         raise ModelLoadError(f"hf:{path}: expected a directory written by model.save_pretrained() "
                              "(with config.json and the weights); nothing is downloaded")
+    trust = bool(trust_code)
+    remote = None if trust else _remote_code(path)
     tf = _transformers()
     try:
-        config = tf.AutoConfig.from_pretrained(path, local_files_only=True)
+        config = tf.AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
         image = any(str(a).endswith("ForImageClassification") for a in (config.architectures or []))
         auto = tf.AutoModelForImageClassification if image else tf.AutoModelForSequenceClassification
-        return auto.from_pretrained(path, local_files_only=True)
+        return auto.from_pretrained(path, local_files_only=True, trust_remote_code=trust)
     except Exception as error:  # noqa: BLE001 - transformers raises many kinds for a bad directory
+        if remote is not None:
+            raise ModelLoadError(f"refusing to load hf:{path}: {remote}, which would run Python from the "
+                                 "directory; pass trust_code=True (--trust-model) only if you trust it") from None
         raise ModelLoadError(f"cannot load the Hugging Face model in {path!r}: {str(error).splitlines()[0]}") from error
 
 
-def load_hf_tokenizer(path: Union[str, os.PathLike]) -> Optional[Any]:
-    """The tokenizer saved beside the model in ``path``, or ``None`` when there is none."""
+def load_hf_tokenizer(path: Union[str, os.PathLike], *, trust_code: bool = False) -> Optional[Any]:
+    """The tokenizer saved beside the model in ``path``, or ``None`` when there is none.
+
+    Its own code (``auto_map`` in ``tokenizer_config.json``) runs only with ``trust_code=True``.
+    """
     path = os.fspath(path)
     files = set(os.listdir(path)) if os.path.isdir(path) else set()
     if not files & {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model"}:
         return None
     tf = _transformers()
     try:
-        return tf.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        return tf.AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=bool(trust_code))
     except Exception as error:  # noqa: BLE001
         raise ModelLoadError(f"cannot load the tokenizer in {path!r}: {str(error).splitlines()[0]}") from error
 
@@ -74,7 +110,7 @@ def special_token_ids(tokenizer: Any) -> list:
     return sorted(ids)
 
 
-def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
+def load_hf(path: Union[str, os.PathLike], *, trust_code: bool = False, **wrapper_kwargs: Any):
     """A :class:`~explain.ModelWrapper` for the Hugging Face classifier saved in ``path``.
 
     Class names come from ``config.id2label``; for image models ``mean``/``std`` from the image
@@ -85,6 +121,8 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
 
     Args:
         path: a directory written by ``save_pretrained``.
+        trust_code: run Python code saved in the directory (a custom model or tokenizer class named
+            by ``auto_map``); without it such a directory is refused with ``ModelLoadError``.
         **wrapper_kwargs: passed to :class:`~explain.ModelWrapper` (``device``, ``batch_size``, ...);
             they override the choices above.
 
@@ -93,7 +131,7 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
         ``tokenizer`` attribute (``None`` when none was saved).
 
     Raises:
-        ModelLoadError: not a saved model directory.
+        ModelLoadError: not a saved model directory, or one that needs its own code without ``trust_code``.
         OptionalDependencyError: transformers is not installed.
 
     Example:
@@ -101,12 +139,12 @@ def load_hf(path: Union[str, os.PathLike], **wrapper_kwargs: Any):
     """
     from .model import ModelWrapper
 
-    model = load_hf_model(path)
+    model = load_hf_model(path, trust_code=trust_code)
     config = model.config
     kind = "image" if getattr(model, "main_input_name", "input_ids") == "pixel_values" else "tokens"
     id2label = getattr(config, "id2label", None) or {}
     names = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(int(config.num_labels))]
-    tokenizer = load_hf_tokenizer(path) if kind == "tokens" else None
+    tokenizer = load_hf_tokenizer(path, trust_code=trust_code) if kind == "tokens" else None
     options: dict = {"class_names": names}
     if kind == "image":
         options.update(_image_normalisation(path))

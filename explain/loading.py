@@ -2,8 +2,11 @@
 an ONNX file, or a Hugging Face ``save_pretrained`` directory (``"hf:path"``).
 
 ``torch.load`` always runs with ``weights_only=True``; un-pickling arbitrary code (a whole pickled
-``nn.Module``) happens only with ``trust_code=True``. Checkpoints saved on a GPU load on a CPU, and
-the ``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``) key prefixes are removed.
+``nn.Module``) happens only with ``trust_code=True``. ``.pt2`` and TorchScript archives and ONNX
+files are inspected before they load (see ``explain._untrusted``): a file whose loading would run
+code it brings is refused unless ``trust_code=True``. Checkpoints saved on a GPU load on a CPU, the
+``module.`` (DataParallel/DDP) and ``_orig_mod.`` (``torch.compile``) key prefixes are removed, and
+so is a prefix every key shares (Lightning's ``model.``) when that makes the keys the model's.
 
 Example:
     >>> net = explain.load_model("weights.pt", factory="mypkg.models:make_net")   # doctest: +SKIP
@@ -12,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import io
 import logging
 import os
 import sys
@@ -21,7 +25,9 @@ from typing import Any, Callable, Mapping, Optional, Union
 import torch
 from torch import nn
 
+from ._checkpoints import fit_state_dict
 from ._layers import strip_prefixes
+from ._untrusted import check_onnx, check_pt2, check_torchscript
 from .errors import ModelLoadError
 
 __all__ = ["load_model", "load_factory", "clean_state_dict"]
@@ -84,6 +90,7 @@ def load_model(
     What each format supports:
 
     * state dict + factory, a pickled module: everything;
+    * ``.safetensors`` + factory: everything (the file holds tensors only);
     * ``.pt2`` (``torch.export``): everything. The program is unflattened so its layers take hooks;
       its train/eval mode was fixed when it was exported (export in eval mode), and its batch
       dimension must have been exported as dynamic (``dynamic_shapes``) for batches of other sizes;
@@ -96,10 +103,12 @@ def load_model(
       which also reads the class names and the tokenizer).
 
     Args:
-        path: a state dict (with ``factory``), a TorchScript file, a ``.pt2`` program, an ``.onnx``
+        path: a state dict (with ``factory``; ``.pt``/``.pth``/``.bin``/``.ckpt``/``.safetensors``,
+            Lightning checkpoints included), a TorchScript file, a ``.pt2`` program, an ``.onnx``
             file, ``"hf:<directory>"``, or (only with ``trust_code=True``) a whole pickled module.
         factory: ``"package.module:function"`` or a callable building the empty model.
-        trust_code: allow un-pickling arbitrary Python objects. Only for files you trust.
+        trust_code: allow un-pickling arbitrary Python objects, and code carried by ``.pt2``,
+            TorchScript, ONNX files and ``hf:`` directories (remote code). Only for files you trust.
         factory_kwargs: keyword arguments for the factory.
         onnx_backend: ``"auto"``, ``"onnx2torch"`` or ``"onnxruntime"`` (ONNX files only).
 
@@ -117,7 +126,7 @@ def load_model(
     path = os.fspath(path)
     if path.startswith("hf:"):
         from .hf import load_hf_model
-        return load_hf_model(path[3:])
+        return load_hf_model(path[3:], trust_code=trust_code)
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
         raise ModelLoadError(f"{path!r} is a directory; for a Hugging Face model saved there write 'hf:{path}'")
     if not os.path.isfile(path):
@@ -125,17 +134,24 @@ def load_model(
     if os.path.getsize(path) == 0:
         raise ModelLoadError(f"model file {path!r} is empty")
     if path.endswith(".pt2"):
-        return _load_exported(path)
+        return _load_exported(path, trust_code)
     if path.endswith(".onnx"):
         from ._onnx import load_onnx
+        if not trust_code:
+            check_onnx(path)
         return load_onnx(path, onnx_backend)
     if _is_torchscript(path):
+        if not trust_code:
+            check_torchscript(path)
         try:
             return torch.jit.load(path, map_location="cpu")
         except Exception as error:  # noqa: BLE001
             raise ModelLoadError(f"cannot load TorchScript file {path!r}: {error}") from error
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=not trust_code)
+        obj = _load_safetensors(path) if path.endswith(".safetensors") else \
+            torch.load(path, map_location="cpu", weights_only=not trust_code)
+    except ModelLoadError:
+        raise
     except Exception as error:  # noqa: BLE001
         hint = "" if trust_code else (" If it is a whole pickled model you trust, pass trust_code=True "
                                       "(--trust-model); otherwise save a state_dict and give a factory.")
@@ -148,20 +164,32 @@ def load_model(
     model = build(**(factory_kwargs or {}))
     if not isinstance(model, nn.Module):
         raise ModelLoadError(f"factory returned {type(model).__name__}, expected an nn.Module")
-    state = clean_state_dict(obj)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ModelLoadError(f"weights in {path!r} do not fit the factory's model: {str(error).splitlines()[0]} "
-                             f"{' '.join(str(error).split())[:400]}") from error
+    fit_state_dict(model, clean_state_dict(obj), path)
     return model
 
 
-def _load_exported(path: str) -> nn.Module:
-    """A ``torch.export`` program, unflattened so its layers are sub-modules that take hooks."""
-    from ._formats import record_layer_types
+def _load_safetensors(path: str) -> dict:
     try:
-        program = torch.export.load(path)
+        from safetensors.torch import load_file
+    except ImportError as error:
+        from .errors import OptionalDependencyError
+        raise OptionalDependencyError(f"loading {path!r} needs safetensors: pip install safetensors") from error
+    return load_file(path, device="cpu")
+
+
+def _load_exported(path: str, trust_code: bool = False) -> nn.Module:
+    """A ``torch.export`` program, unflattened so its layers are sub-modules that take hooks.
+
+    The archive is read once into memory, inspected (unless ``trust_code``), and the same bytes are
+    loaded, so the file cannot change between the two.
+    """
+    from ._formats import record_layer_types
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if not trust_code:
+        check_pt2(data, path)
+    try:
+        program = torch.export.load(io.BytesIO(data))
     except Exception as error:  # noqa: BLE001 - any failure of a corrupt file becomes one message
         raise ModelLoadError(f"cannot load torch.export program {path!r}: {str(error).splitlines()[0]}") from error
     try:

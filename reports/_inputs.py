@@ -409,7 +409,7 @@ def model_arg(spec: str, weights: Optional[str], trust: bool):
     """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``."""
     import explain
     if spec and spec.startswith("hf:"):
-        return explain.load_model(spec)
+        return explain.load_model(spec, trust_code=trust)
     if weights:
         return explain.load_model(weights, factory=spec, trust_code=trust)
     if spec and os.path.isfile(spec):

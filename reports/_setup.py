@@ -60,7 +60,7 @@ def wrapper_and_data(s: dict):
         options = dict(device=device, precision=s.get("amp"), **_token_options(s))
         if names:
             options["class_names"] = names
-        wrapper = explain.load_hf(spec[3:], **options)
+        wrapper = explain.load_hf(spec[3:], trust_code=bool(s.get("trust_model")), **options)
         if kind and kind != wrapper.input_kind:
             raise InputShapeError(f"--kind {kind} but the Hugging Face model in {spec[3:]} takes {wrapper.input_kind}")
         kind = wrapper.input_kind

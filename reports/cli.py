@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         r.add_argument("--model", help="'package.module:factory' (with --weights; the working directory is importable), "
                        "a TorchScript, .pt2 or .onnx file, or hf:DIR (a Hugging Face save_pretrained directory)")
         r.add_argument("--weights", help="state dict file, loaded with weights_only=True")
-        r.add_argument("--trust-model", action="store_true", help="allow loading a whole pickled model (runs code)")
+        r.add_argument("--trust-model", action="store_true", help="run code that model files bring (a whole pickled model, pickled .pt2 records, TorchScript file operators, a Hugging Face folder's own code)")
         r.add_argument("--kind", choices=["image", "tokens", "series"],
                        help="input kind (default: what the model or the data says; an error when it cannot tell)")
         r.add_argument("--data", help="image folder (class sub-folders), .pt/.npz tensors, .csv series, or texts "
