@@ -51,15 +51,6 @@ def check_finite_values(values: torch.Tensor, what: str, *, scope: str = "batch"
     raise NonFiniteOutputError(nonfinite_rows(values), len(values), what=what, scope=scope, of=of, derived=derived)
 
 
-def shift_to_data(error: NonFiniteOutputError, offset: int, total: Optional[int] = None, *,
-                  of: str = "of the data") -> NonFiniteOutputError:
-    """A batch-scope error moved to the positions of a streamed data set (``offset`` = samples before it)."""
-    if error.scope != "batch":
-        return error
-    return error.moved([offset + i for i in error.indices], total if total is not None else offset + error.total,
-                       scope="data", of=of)
-
-
 class FiniteChecks:
     """Mixin for ``ModelWrapper``: the logits check and the index bookkeeping described above."""
 
@@ -94,7 +85,7 @@ class FiniteChecks:
             return None
         return bad
 
-    def _check_finite(self, logits: torch.Tensor, what: str = "logits") -> torch.Tensor:
+    def _check_finite(self, logits: torch.Tensor, what: str = NonFiniteOutputError.LOGITS) -> torch.Tensor:
         """Return ``logits`` when finite; else raise ``NonFiniteOutputError`` (see the module docstring)."""
         if bool(torch.isfinite(logits.detach()).all()):
             return logits

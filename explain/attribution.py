@@ -44,10 +44,11 @@ class Attribution:
         params: the method's parameters (window, steps, seed, backend, ...).
         layer: the layer a layer method worked on, else ``None``.
         seconds: wall time of the computation.
-        Non-finite ``values`` (a NaN/Inf gradient or map) raise ``NonFiniteOutputError`` naming the
-        samples: no explainer returns one.
         quality: per-sample trust measures, each a float tensor ``N`` (e.g. ``"r2"`` of a LIME
             surrogate, ``"efficiency_gap"`` of SHAP, ``"completeness_gap"`` of integrated gradients).
+
+    Non-finite ``values`` (a NaN/Inf gradient or map from finite logits) raise
+    ``NonFiniteOutputError`` naming the samples: no explainer returns one.
     """
 
     values: torch.Tensor
@@ -62,7 +63,7 @@ class Attribution:
         if self.values.shape[0] != self.target.shape[0]:
             raise ValueError(f"values has {self.values.shape[0]} samples but target has {self.target.shape[0]}")
         # finite logits can still give NaN/Inf gradients or maps: no explainer returns one as a map
-        check_finite_values(self.values, f"{self.method} attributions")
+        check_finite_values(self.values, f"the {self.method} attributions")
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

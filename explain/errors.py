@@ -116,13 +116,18 @@ class NonFiniteOutputError(ModelCallError):
             set, counted from its first sample; ``"rows"`` — rows of a batch the method derived
             (perturbations, interpolation points) not traced back to a sample yet; ``"untraced"`` — such
             rows that cannot be traced back.
-        total: how many samples (or rows) there were in that scope.
-        what: what is non-finite: ``"logits"``, ``"gradients"``, ``"attributions"``, ``"OOD scores"``, ...
+        total: how many samples (or rows) there were in that scope; for ``"data"``, how many had been
+            read when the stream stopped (all of them when the data was scanned to the end).
+        what: what is non-finite, as the message says it: :attr:`LOGITS` (``"the model's logits"``) when
+            the model's own outputs are, else e.g. ``"the gradcam attributions"``, ``"the knn
+            detector's scores"``, ``"the pgd attack's adversarial inputs"``.
         derived: the non-finite values came from inputs a method derived from these samples
             (perturbed, interpolated or attacked copies), not from the samples themselves.
     """
 
-    def __init__(self, indices, total: int, *, what: str = "logits", scope: str = "rows", derived: bool = False,
+    LOGITS = "the model's logits"
+
+    def __init__(self, indices, total: int, *, what: str = LOGITS, scope: str = "rows", derived: bool = False,
                  of: str = "") -> None:
         self.indices = sorted(int(i) for i in indices)
         self.total = int(total)
@@ -133,19 +138,27 @@ class NonFiniteOutputError(ModelCallError):
         super().__init__(self._message())
 
     @property
+    def from_model(self) -> bool:
+        """True when the model's own logits are non-finite (not a method's gradients, maps or scores)."""
+        return self.what == self.LOGITS
+
+    @property
     def count(self) -> int:
         """Number of affected samples (or rows)."""
         return len(self.indices)
 
     def _message(self) -> str:
         shown = ", ".join(map(str, self.indices[:10])) + (", ..." if len(self.indices) > 10 else "")
-        unit = "rows" if self.scope in ("rows", "untraced") else "samples"
+        unit = ("row" if self.scope in ("rows", "untraced") else "sample") + ("" if self.count == 1 else "s")
         where = self.of or {"batch": "of the batch", "data": "of the data", "rows": "of a batch the method derived",
                             "untraced": "of a batch of inputs the method derived"}.get(self.scope, "")
         source = (" (on inputs derived from them — perturbed, interpolated or attacked copies — while their own "
                   "logits are finite; the method stopped at the first such pass)") if self.derived else ""
-        return (f"the model's {self.what} are NaN or Inf for {self.count} of {self.total} {unit} {where} "
-                f"(indices {shown}){source}; a NaN is never turned into a number — check those inputs and the "
+        if self.scope == "data":  # a stream stops at its first failing batch
+            counted = f"{self.count} {unit} {where} (indices {shown}; among the first {self.total} read)"
+        else:
+            counted = f"{self.count} of {self.total} {unit} {where} (indices {shown})"
+        return (f"{self.what} are NaN or Inf for {counted}{source}; a NaN is never turned into a number — check those inputs and the "
                 "model (an overflow, a log of 0, a division by 0), or leave those samples out")
 
     def moved(self, indices, total: int, *, scope: str, derived: Optional[bool] = None,
