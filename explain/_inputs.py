@@ -17,8 +17,9 @@ def validate_inputs(x: Any, kind: str, *, name: str = "inputs", mean: Optional[t
     """Check a batch of ``kind`` inputs and return it as a tensor (device unchanged).
 
     Images: float ``N×C×H×W``; series: float ``N×T×C``; tokens: integer ``N×T`` ids below ``vocab``.
-    Float inputs must be finite; values outside ``valid_range`` only warn (normalised inputs passed
-    by mistake are the usual cause).
+    Float inputs must be finite, and stay finite when cast to float32 (the dtype every forward pass
+    runs in): a float64 value beyond ±3.4e38 would become Inf there, so it is refused here. Values
+    outside ``valid_range`` only warn (normalised inputs passed by mistake are the usual cause).
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(x)
@@ -49,6 +50,7 @@ def validate_inputs(x: Any, kind: str, *, name: str = "inputs", mean: Optional[t
         if not bool(torch.isfinite(x).all()):
             bad = int((~torch.isfinite(x)).sum())
             raise InputValueError(f"{name}: {bad} values are NaN or Inf; expected finite values")
+        _check_float32_range(x, name)
         if valid_range is not None:
             lo, hi = valid_range
             if float(x.min()) < lo - 1e-3 or float(x.max()) > hi + 1e-3:
@@ -61,6 +63,26 @@ def validate_inputs(x: Any, kind: str, *, name: str = "inputs", mean: Optional[t
         if lo < 0 or (vocab is not None and hi >= vocab):
             raise InputValueError(f"{name}: token ids span [{lo}, {hi}] but the embedding has {vocab} rows")
     return x
+
+
+_F32_MAX = float(torch.finfo(torch.float32).max)
+
+
+def _check_float32_range(x: torch.Tensor, name: str) -> None:
+    """Refuse values that overflow to Inf when cast to float32 (only wider dtypes can hold them)."""
+    if x.dtype == torch.float32 or torch.finfo(x.dtype).max <= _F32_MAX:
+        return
+    lo, hi = torch.aminmax(x)
+    if float(lo) >= -_F32_MAX and float(hi) <= _F32_MAX:
+        return
+    over = x.abs() > _F32_MAX
+    bad = int(over.sum())
+    samples = over.reshape(len(x), -1).any(1).nonzero().flatten().tolist()
+    shown = ", ".join(map(str, samples[:10])) + (", ..." if len(samples) > 10 else "")
+    raise InputValueError(
+        f"{name}: {bad} values of dtype {x.dtype} lie outside the float32 range ±{_F32_MAX:.3g} (largest magnitude "
+        f"{max(abs(float(lo)), abs(float(hi))):.3g}, samples {shown}) and would become Inf when cast to float32 for "
+        "the model; rescale the inputs to natural units")
 
 
 def validate_labels(y: Any, n: Optional[int], num_classes: Optional[int], *, name: str = "labels") -> torch.Tensor:

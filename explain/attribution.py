@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import torch
 
+from ._finite import check_finite_values
+
 __all__ = ["Attribution", "jsonable"]
 
 
@@ -44,6 +46,9 @@ class Attribution:
         seconds: wall time of the computation.
         quality: per-sample trust measures, each a float tensor ``N`` (e.g. ``"r2"`` of a LIME
             surrogate, ``"efficiency_gap"`` of SHAP, ``"completeness_gap"`` of integrated gradients).
+
+    Non-finite ``values`` (a NaN/Inf gradient or map from finite logits) raise
+    ``NonFiniteOutputError`` naming the samples: no explainer returns one.
     """
 
     values: torch.Tensor
@@ -57,6 +62,8 @@ class Attribution:
     def __post_init__(self) -> None:
         if self.values.shape[0] != self.target.shape[0]:
             raise ValueError(f"values has {self.values.shape[0]} samples but target has {self.target.shape[0]}")
+        # finite logits can still give NaN/Inf gradients or maps: no explainer returns one as a map
+        check_finite_values(self.values, f"the {self.method} attributions")
 
     def __len__(self) -> int:
         return int(self.values.shape[0])

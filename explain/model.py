@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ._batching import BatchTuner, run_in_chunks
+from ._finite import FiniteChecks
 from ._calling import ModelCalls, call_spec
 from ._formats import exported_auto_layer, unhookable_reason
 from ._hooks import Capture, LayerAccess
@@ -48,7 +49,7 @@ _PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": torch.bfloat16
 OutputSelector = Union[None, int, str, Callable[[Any], torch.Tensor]]
 
 
-class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
+class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, FiniteChecks):
     """Wrap a classifier so every xaiscope method can use it the same way.
 
     Args:
@@ -239,12 +240,15 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
 
         Raises:
             InputShapeError: wrong type, rank, dtype or channel count.
-            InputValueError: NaN/Inf, or token ids outside the embedding's vocabulary.
+            InputValueError: NaN/Inf, float values that overflow float32 (the model runs in float32),
+                or token ids outside the embedding's vocabulary.
             EmptyDataError: an empty batch.
         """
         vocab = self._vocab_size() if self.input_kind == "tokens" else None
-        return validate_inputs(x, self.input_kind, name=name, mean=self._mean, std=self._std,
-                               valid_range=self.valid_range, vocab=vocab)
+        x = validate_inputs(x, self.input_kind, name=name, mean=self._mean, std=self._std,
+                            valid_range=self.valid_range, vocab=vocab)
+        self._note_batch(x)  # the batch non-finite outputs are reported against (explain._finite)
+        return x
 
     def _vocab_size(self) -> Optional[int]:
         try:
@@ -278,6 +282,11 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
         """One differentiable forward pass on device inputs in natural units → float32 ``N×K`` logits.
 
         Use inside :meth:`session`; most callers want :meth:`logits` instead.
+
+        Raises:
+            NonFiniteOutputError: a logit is NaN or Inf. The error names the samples (of the user's
+                batch when this pass runs inside :meth:`batched`; see ``explain._finite``); a NaN is
+                never passed on as a number.
         """
         if self.input_kind == "image" and self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -290,6 +299,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
             out = self._call_model(args, kwargs)
         logits = self._select(out)
         logits = self._as_class_scores(logits, x.shape[0])
+        self._check_finite(logits)
         return logits.float()
 
     def class_scores(self, raw: torch.Tensor) -> torch.Tensor:
@@ -347,6 +357,9 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
 
         Raises:
             OutOfMemoryError: when even a chunk of one does not fit.
+            NonFiniteOutputError: a forward pass inside ``fn`` gave NaN/Inf logits; its indices are
+                moved from the pass's rows to rows of ``range(n)`` and, at the outermost job, to the
+                samples of the user's batch.
 
         Example:
             >>> parts = m.batched(lambda sl: m.forward(x[sl]), len(x), shape=x.shape[1:])  # doctest: +SKIP
@@ -360,12 +373,17 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess):
                 self.batch_size = min(self.batch_size, new)
             log.warning("out of memory on %s: batch size halved to %d", self.device, new)
 
-        return run_in_chunks(fn, n, size, desc=desc or "forward", progress=progress, on_shrink=shrink,
+        return run_in_chunks(self._finite_job(fn, n), n, size, desc=desc or "forward", progress=progress, on_shrink=shrink,
                              where=str(self.device), tuner=self.tuner, key=key,
                              row_numel=None if row is None else math.prod(row))
 
     def logits(self, x: Any, *, batch_size: Optional[int] = None, progress: Optional[bool] = None) -> torch.Tensor:
-        """Batched, gradient-free logits for a batch in natural units; returns a CPU float tensor ``N×K``."""
+        """Batched, gradient-free logits for a batch in natural units; returns a CPU float tensor ``N×K``.
+
+        Raises:
+            NonFiniteOutputError: the model gives NaN/Inf logits for some samples; the error's
+                ``indices`` are their positions in ``x``.
+        """
         x = self.check_inputs(x)
 
         def run(sl: slice) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import torch
 
 from explain.data import collect, stream
+from explain.errors import NonFiniteOutputError
 from robustness import distributed as dist
 
 
@@ -30,10 +31,13 @@ def read_data(model, data: Any, max_samples: Optional[int], keep: int, batch_siz
     s = stream(data, batch_size, max_samples=max_samples, name="data")
     preds, confs, labels = [], [], []  # type: ignore[var-annotated]
 
-    def evaluate(x, y):
+    def evaluate(x, y, offset: int):
         try:  # in a process group bad data or a failing model may show on one rank's batches only
             model.check_inputs(x, name="data")
-            p = torch.softmax(model.logits(x), dim=1)  # a model that cannot run on the data fails here, once
+            try:
+                p = torch.softmax(model.logits(x), dim=1)  # a model that cannot run on the data fails here, once
+            except NonFiniteOutputError as error:  # never counted as a class: named by position in the data
+                raise error.moved([offset + i for i in error.indices], offset + error.total, scope="data") from error
             y = None if y is None else model.check_labels(y, x, name="labels")
         except Exception:
             if world > 1:
@@ -48,14 +52,14 @@ def read_data(model, data: Any, max_samples: Optional[int], keep: int, batch_siz
     if world > 1 and s.indexable:  # the head, then only this rank's batches
         x_keep, y_keep = collect(s, max_samples=keep, name="data")
         model.check_inputs(x_keep, name="data")
-        for _, x, y in s.shard(rank, world):
-            evaluate(x, y)
+        for b, x, y in s.shard(rank, world):
+            evaluate(x, y, b * batch_size)
         n, head_probs = s.n_samples, None
     else:
         head_x, head_y, head_p = [], [], []  # type: ignore[var-annotated]
         kept = n = 0
         for i, (x, y) in enumerate(s):
-            p = evaluate(x, y) if i % world == rank else None
+            p = evaluate(x, y, n) if i % world == rank else None
             if kept < keep:
                 take = min(keep - kept, len(x))
                 head_x.append(x[:take])

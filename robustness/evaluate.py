@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 import torch
 
 from explain.data import stream
-from explain.errors import EmptyDataError, InputShapeError, InputValueError, UnknownMethodError
+from explain.errors import EmptyDataError, InputShapeError, InputValueError, NonFiniteOutputError, UnknownMethodError
 from explain import check_wrapper
 
 from . import distributed as dist
@@ -103,6 +103,8 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
         InputShapeError: no labels, no budgets, an attack that does not fit the input kind, or
             batches of the wrong form.
         InputValueError: a budget that is negative, NaN or infinite (or not whole, for count budgets).
+        NonFiniteOutputError: the model's logits are NaN/Inf for some samples (or for their attacked
+            copies); ``indices`` count from the data's first sample.
         EmptyDataError: ``data`` holds no samples.
         UnknownMethodError: ``method`` is not registered.
 
@@ -128,18 +130,21 @@ def robust_accuracy(model: Any, data: Any, eps: Optional[Sequence[float]] = None
             raise InputShapeError("eps: give at least one budget")
     parts = []
     for b, x, y in rounds(stream(data, batch_size, max_samples=max_samples)):
-        if b is not None:
-            if y is None:
-                raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
-            x = wrapper.check_inputs(x)
-            y = wrapper.check_labels(y, x)
-        if eps is None:  # chosen from the first batch (rank 0's), before any sample is attacked
-            chosen = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params)) \
-                if b == 0 else None
-            eps = dist.gather_objects(chosen)[0]
-        if b is not None:
-            parts.append((b, minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
-                                             bisect_steps=bisect_steps if minimal_eps else 0)))
+        try:
+            if b is not None:
+                if y is None:
+                    raise InputShapeError("robust_accuracy needs labels: pass (inputs, labels) or batches of (inputs, labels)")
+                x = wrapper.check_inputs(x)
+                y = wrapper.check_labels(y, x)
+            if eps is None:  # chosen from the first batch (rank 0's), before any sample is attacked
+                chosen = sorted(float(e) for e in default_budgets(wrapper, x, y, method, seed=seed, params=params)) \
+                    if b == 0 else None
+                eps = dist.gather_objects(chosen)[0]
+            if b is not None:
+                parts.append((b, minimal_budgets(wrapper, x, y, method, eps, seed=seed, params=params,
+                                                 bisect_steps=bisect_steps if minimal_eps else 0)))
+        except NonFiniteOutputError as error:  # indices of the data, not of the batch
+            raise _in_data(error, (b or 0) * batch_size) from error
     mins = gather_batches(parts, torch.zeros(0))
     accs = curve_from_minimal(mins, eps)
     correct = mins > 0
@@ -187,6 +192,14 @@ def _severities(severities: Any, names: list, table: dict) -> list:
     return out
 
 
+def _in_data(error: NonFiniteOutputError, offset: int, *, derived: bool = False, of: str = "of the data"):
+    """A batch-scope error moved to the streamed data's positions (``offset`` samples before the batch)."""
+    if error.scope != "batch":
+        return error
+    return error.moved([offset + i for i in error.indices], offset + error.total, scope="data",
+                       derived=error.derived or derived, of=of)
+
+
 def _share(hits: int, n: int) -> float:
     """``hits / n`` rounded as a float32 mean of 0/1 outcomes (the number an in-memory mean gives)."""
     return float(torch.tensor(float(hits), dtype=torch.float32) / n)
@@ -222,6 +235,8 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
         EmptyDataError: ``data`` holds no samples.
         UnknownMethodError: a corruption that is not registered for the input kind.
         InputValueError: a severity that is not a whole number from 0 to 5.
+        NonFiniteOutputError: the model's logits are NaN/Inf for some samples or for their corrupted
+            copies (the message names the corruption); ``indices`` count from the data's first sample.
 
     Shape:
         inputs: the wrapper's kind, ``N×…``; labels: ``N``.
@@ -251,13 +266,21 @@ def corruption_accuracy(model: Any, data: Any, corruptions: Optional[Iterable[st
         ids = ({"pad_id": wrapper.pad_id, "unk_id": wrapper.unk_id, "keep": wrapper.special_mask(x)}
                if wrapper.input_kind == "tokens" else {})
         base = sample_seeds(x, seed)
-        local = [int((wrapper.predict(x) == y).sum())]
+        offset = b * batch_size
+        try:
+            local = [int((wrapper.predict(x) == y).sum())]
+        except NonFiniteOutputError as error:
+            raise _in_data(error, offset) from error
         for name in names:
             for s in severities:
                 tag = zlib.crc32(f"{name}/{s}".encode())
                 gens = [torch.Generator().manual_seed((sb ^ tag) & ((1 << 63) - 1)) for sb in base]
                 xc = table[name].apply(x, s, gens, **ids)
-                local.append(int((wrapper.predict(xc) == y).sum()))
+                try:
+                    local.append(int((wrapper.predict(xc) == y).sum()))
+                except NonFiniteOutputError as error:  # the clean samples were finite: their corrupted copies
+                    raise _in_data(error, offset, derived=True,
+                                   of=f"of the data under {name} at severity {s}") from error
         counts += torch.tensor(local, dtype=torch.float64)
     n = int(dist.all_reduce_sum(torch.tensor([float(n)], dtype=torch.float64)).item())
     if n == 0:

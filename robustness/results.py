@@ -24,7 +24,9 @@ class AttackResult:
         labels, clean_pred, adv_pred: ``LongTensor N``.
         success: the attack changed a correct prediction (untargeted) or reached the target class.
         linf, l2: per-sample perturbation norms in natural units (embedding units for embedding
-            attacks; for token substitutions the number of changed tokens is in ``tokens_changed``).
+            attacks; for token substitutions the number of changed tokens is in ``tokens_changed``),
+            float64: computed from the float64 difference, so they neither overflow nor round away
+            a perturbation that is tiny next to a large input.
     """
 
     inputs: torch.Tensor
@@ -59,8 +61,8 @@ class AttackResult:
     def to_dict(self) -> dict:
         out = {"method": self.method, "params": self.params, "seconds": self.seconds, "n": len(self.labels),
                "clean_accuracy": self.clean_accuracy, "robust_accuracy": self.robust_accuracy,
-               "success_rate": self.success_rate, "mean_linf": float(self.linf.float().mean()),
-               "mean_l2": float(self.l2.float().mean())}
+               "success_rate": self.success_rate, "mean_linf": _num(float(self.linf.double().mean())),
+               "mean_l2": _num(float(self.l2.double().mean()))}
         if self.tokens_changed is not None:
             out["mean_tokens_changed"] = float(self.tokens_changed.float().mean())
         return out

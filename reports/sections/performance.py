@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from explain.errors import NonFiniteOutputError
 from robustness import distributed as dist
 
 from .. import figures
@@ -82,7 +83,16 @@ def outcomes(ctx: ReportContext) -> tuple:
 
 
 def counts_from_outcomes(pred: torch.Tensor, conf: torch.Tensor, y: torch.Tensor, k: int, bins: int = 15) -> tuple:
-    """:func:`counts` from per-sample predicted class and confidence alone."""
+    """:func:`counts` from per-sample predicted class and confidence alone.
+
+    A NaN confidence (from NaN logits, whose argmax would read as class 0) is never counted: it
+    raises ``NonFiniteOutputError`` naming the samples, and the section shows it as its failure box.
+    The wrapper refuses NaN logits before they get here; this guards every other way in.
+    """
+    if len(conf) and not bool(torch.isfinite(conf).all()):
+        bad = (~torch.isfinite(conf)).nonzero().flatten().tolist()
+        raise NonFiniteOutputError(bad, len(conf), what="the predicted-class probabilities", scope="batch",
+                                   of="of the evaluated samples")
     conf, pred = conf.double(), pred.long()
     cm = torch.bincount(y.long() * k + pred, minlength=k * k).view(k, k).double()
     edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from explain import check_wrapper
 
-from explain.errors import InputShapeError, InputValueError
+from explain.errors import InputShapeError, InputValueError, NonFiniteOutputError
 from explain.model import ModelWrapper
 
 from ..results import AttackResult
@@ -32,11 +32,17 @@ def project_linf(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> tor
     return x + torch.max(torch.min(x_adv - x, eps), -eps)
 
 
+def l2_norms(v: torch.Tensor) -> torch.Tensor:
+    """Per-sample L2 norms in float64: a float32 sum of squares overflows once entries pass ~1e19."""
+    return v.flatten(1).double().norm(dim=1)
+
+
 def project_l2(x_adv: torch.Tensor, x: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Closest point of the L2 ball ``‖δ‖₂ ≤ eps`` around ``x`` (per sample)."""
+    """Closest point of the L2 ball ``‖δ‖₂ ≤ eps`` around ``x`` (per sample; the norm in float64)."""
     delta = x_adv - x
-    norm = delta.flatten(1).norm(dim=1).view(-1, *([1] * (delta.dim() - 1)))
-    return x + delta * torch.clamp(eps / norm.clamp_min(1e-12), max=1.0)
+    norm = l2_norms(delta).view(-1, *([1] * (delta.dim() - 1)))
+    scale = torch.clamp(eps.double() / norm.clamp_min(1e-12), max=1.0)
+    return x + (delta.double() * scale).to(delta.dtype)
 
 
 def clip_range(x: torch.Tensor, bounds: Optional[Tuple[float, float]]) -> torch.Tensor:
@@ -45,10 +51,19 @@ def clip_range(x: torch.Tensor, bounds: Optional[Tuple[float, float]]) -> torch.
 
 
 def normalized_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
-    """Steepest-ascent direction of unit size: ``sign(g)`` for L∞, ``g/‖g‖₂`` for L2."""
+    """Steepest-ascent direction of unit size: ``sign(g)`` for L∞, ``g/‖g‖₂`` for L2.
+
+    A NaN/Inf gradient (finite logits, but e.g. a square root at 0 inside the model) raises
+    ``NonFiniteOutputError`` for its rows: ``sign(NaN)`` is 0, which would silently freeze the step.
+    The wrapper's batched path maps the rows to the samples of the user's batch.
+    """
+    if not bool(torch.isfinite(grad).all()):
+        bad = (~torch.isfinite(grad)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteOutputError(bad, len(grad), what="the attack's loss gradients", scope="rows", derived=True)
     if norm == "linf":
         return grad.sign()
-    return grad / grad.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+    scale = l2_norms(grad).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+    return (grad.double() / scale).to(grad.dtype)
 
 
 def attack_loss(logits: torch.Tensor, labels: torch.Tensor, targeted: bool) -> torch.Tensor:
@@ -93,7 +108,7 @@ def sample_seeds(x: torch.Tensor, seed: int) -> list:
 
 
 def check_budget(eps: Eps, norm: str) -> None:
-    t = torch.as_tensor(eps, dtype=torch.float32)
+    t = torch.as_tensor(eps, dtype=torch.float64)
     if bool((t < 0).any()) or not bool(torch.isfinite(t).all()):
         raise InputValueError(f"eps must be finite and ≥ 0, got {eps}")
     if norm not in ("linf", "l2"):
@@ -102,7 +117,16 @@ def check_budget(eps: Eps, norm: str) -> None:
 
 def finish(wrapper: ModelWrapper, method: str, params: dict, x: torch.Tensor, x_adv: torch.Tensor, labels: torch.Tensor,
            clean_pred: torch.Tensor, start: float, targeted_to: Optional[torch.Tensor] = None, **extra) -> AttackResult:
-    """Predict on the adversarial inputs and package the result on the CPU."""
+    """Predict on the adversarial inputs and package the result on the CPU.
+
+    Perturbation norms are computed in float64, so budgets and perturbations up to float32's range
+    (1e30 and beyond) give finite, exact norms. An adversarial input holding NaN/Inf (a NaN
+    gradient inside an attack step) raises ``NonFiniteOutputError`` naming the samples.
+    """
+    if x_adv.dtype.is_floating_point and not bool(torch.isfinite(x_adv).all()):
+        bad = (~torch.isfinite(x_adv)).flatten(1).any(1).nonzero().flatten().tolist()
+        raise NonFiniteOutputError(bad, len(x_adv), what=f"the {method} attack's adversarial inputs (a NaN/Inf gradient in an attack step)",
+                                   scope="batch", derived=True)
     adv_pred = wrapper.logits(x_adv).argmax(1) if "adv_pred" not in extra else extra.pop("adv_pred")
     labels, clean_pred = labels.cpu(), clean_pred.cpu()
     if targeted_to is not None:
@@ -110,10 +134,10 @@ def finish(wrapper: ModelWrapper, method: str, params: dict, x: torch.Tensor, x_
     else:
         success = (clean_pred == labels) & (adv_pred != labels)
     if x.dtype.is_floating_point:
-        delta = (x_adv.float() - x.float()).flatten(1).cpu()
+        delta = (x_adv.detach().double() - x.detach().double()).flatten(1).cpu()
         linf, l2 = delta.abs().amax(1), delta.norm(dim=1)
     else:
-        linf = l2 = torch.zeros(len(x))
+        linf = l2 = torch.zeros(len(x), dtype=torch.float64)
     return AttackResult(inputs=x.detach().cpu(), adversarial=x_adv.detach().cpu(), labels=labels, clean_pred=clean_pred,
-                        adv_pred=adv_pred.cpu(), success=success, linf=extra.pop("linf", linf), l2=extra.pop("l2", l2),
+                        adv_pred=adv_pred.cpu(), success=success, linf=extra.pop("linf", linf).double(), l2=extra.pop("l2", l2).double(),
                         method=method, params=params, seconds=time.perf_counter() - start, **extra)

@@ -15,8 +15,8 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 import torch
 
 from explain.data import stream
-from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, SinglePassDataError,
-                            TooFewSamplesError, UnknownMethodError)
+from explain.errors import (EmptyDataError, InputShapeError, InputValueError, ModelCallError, NonFiniteOutputError,
+                            SinglePassDataError, TooFewSamplesError, UnknownMethodError)
 from explain import check_wrapper
 
 from .. import distributed as dist
@@ -89,6 +89,25 @@ def _scores(det: Detector, data: Any, batch_size: int) -> torch.Tensor:
     return gather_batches(parts, torch.zeros(0))
 
 
+def _locate_nonfinite(wrapper, streams) -> Optional[NonFiniteOutputError]:
+    """Scan each ``(name, stream)`` to its end for samples whose logits are NaN/Inf; the first set found.
+
+    Runs only after a detector met a non-finite logit, to name every such sample by its position in
+    the data (a detector stops at its first failing batch, and its batches may be a split's subset).
+    """
+    for name, s in streams:
+        bad, seen = [], 0
+        for x, _ in s:
+            try:
+                wrapper.logits(x)
+            except NonFiniteOutputError as error:
+                bad.extend(seen + i for i in error.indices)
+            seen += len(x)
+        if bad:
+            return NonFiniteOutputError(bad, seen, scope="data", of=f"of {name}")
+    return None
+
+
 def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str] = ("msp", "energy", "mahalanobis"),
                  *, fit_data: Any = None, max_samples: Optional[int] = None, tpr: float = 0.95,
                  params: Optional[dict] = None, seed: int = 0, fit_fraction: float = 0.5,
@@ -130,6 +149,10 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         UnknownMethodError: a detector name is not registered.
         EmptyDataError: ``in_data`` or ``ood_data`` holds no samples.
         SinglePassDataError: a one-shot iterator where several passes are needed.
+        NonFiniteOutputError: the model's logits are NaN/Inf for some samples; the error names their
+            positions in ``in_data`` (else in ``ood_data``, else ``fit_data``), counted from the first
+            sample. A detector whose *own* scores are NaN/Inf on finite logits is not raised but
+            listed in ``errors`` with the samples named; no NaN reaches the metrics.
 
     Shape:
         in_data inputs: ``N×…``; ood_data inputs: ``M×…`` (same per-sample shape; token lengths may
@@ -158,7 +181,10 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
         if y is not None:
             y = wrapper.check_labels(y, x, name="in_data labels")
         if fit_data is None:
-            strata.append(y if y is not None else wrapper.predict(x).cpu())
+            try:
+                strata.append(y if y is not None else wrapper.predict(x).cpu())
+            except NonFiniteOutputError as error:
+                raise (_locate_nonfinite(wrapper, [("in_data", in_s)]) or error) from error
     n_out = 0
     for x, _ in out_s:
         wrapper.check_inputs(x, name="ood_data")
@@ -187,6 +213,12 @@ def evaluate_ood(model: Any, in_data: Any, ood_data: Any, methods: Sequence[str]
             det = ood_detector(name, **{**spec.defaults, **(params or {}).get(name, {})})
             det.fit(wrapper, fit_pair, batch_size=batch_size)
             s_in, s_out = _scores(det, x_test, batch_size), _scores(det, out_s, batch_size)
+        except NonFiniteOutputError as error:
+            if not error.from_model:  # the detector's own arithmetic: list it with the samples, go on
+                errors[name] = f"{type(error).__name__}: {error}"
+                continue
+            streams = [("in_data", in_s), ("ood_data", out_s)] + ([] if fit_data is None else [("fit_data", fit_pair)])
+            raise (_locate_nonfinite(wrapper, streams) or error) from error
         except TooFewSamplesError as error:  # this detector needs more data than the others: list it, go on
             errors[name] = f"{type(error).__name__}: {error}"
             continue

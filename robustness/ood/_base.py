@@ -10,7 +10,7 @@ from explain.data import collect, iter_batches, stream
 
 from .. import distributed as dist
 from .._sharded_stream import OwnBatches, batch_count
-from explain.errors import EmptyDataError, InputShapeError, NotFittedError
+from explain.errors import EmptyDataError, InputShapeError, NonFiniteOutputError, NotFittedError
 from explain import check_wrapper
 
 
@@ -94,14 +94,21 @@ class Detector:
 
     # -- scoring -------------------------------------------------------------------------------
     def score(self, x: Any) -> torch.Tensor:
-        """OOD scores for a batch (``N``, CPU float); higher = more out-of-distribution."""
+        """OOD scores for a batch (``N``, CPU float); higher = more out-of-distribution.
+
+        Raises:
+            NonFiniteOutputError: the model's logits for some samples are NaN/Inf (``what="logits"``),
+                or the detector's own scores are (``what`` names the detector) — e.g. a covariance
+                that is singular for these features. Either way the samples are named; no NaN is
+                returned as a score.
+        """
         self._check_fitted()
         x = self.model_.check_inputs(x)
         shape = getattr(self, "input_shape_", None)
         if shape is not None and self.model_.input_kind != "tokens" and tuple(x.shape[1:]) != shape:
             raise InputShapeError(f"inputs have shape {tuple(x.shape[1:])} per sample but the detector was fitted on "
                                   f"{shape}")
-        return self._score(x)
+        return finite_scores(self._score(x), self.name)
 
     def _score(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -138,6 +145,14 @@ class Detector:
         if not hasattr(self, "threshold_"):
             raise NotFittedError(f"{type(self).__name__} has no threshold yet; call calibrate(in_val_data) first")
         return self.score(x) > self.threshold_
+
+
+def finite_scores(scores: torch.Tensor, name: str) -> torch.Tensor:
+    """``scores`` when every one is finite; else ``NonFiniteOutputError`` naming the samples."""
+    if scores.numel() == 0 or bool(torch.isfinite(scores).all()):
+        return scores
+    bad = (~torch.isfinite(scores)).reshape(len(scores), -1).any(1).nonzero().flatten().tolist()
+    raise NonFiniteOutputError(bad, len(scores), what=f"the {name} detector's scores", scope="batch")
 
 
 def labelled_features(model, data, batch_size: int):

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import torch
 
 from explain import check_wrapper
-from explain.errors import InputShapeError, InputValueError
+from explain.errors import InputShapeError, InputValueError, NonFiniteOutputError
 
 from ..attacks._base import input_scale
 from .engine import crown_spec, ibp, intermediate_bounds
@@ -122,6 +122,7 @@ def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: s
         UnsupportedOperationError: an op of the model cannot be bounded (names the op and the node).
         UnsupportedModelError: the model cannot be traced.
         InputValueError: an unknown method, norm or spec, or a negative budget.
+        NonFiniteOutputError: a bound is NaN or Inf (the model overflows near those samples).
 
     Example:
         >>> lo, hi = robustness.output_bounds(m, x, eps=1/255, method="crown")   # doctest: +SKIP
@@ -150,6 +151,10 @@ def output_bounds(model: Any, x: Any, eps: float, method: str = "crown", norm: s
         parts = wrapper.batched(run, n, batch_size=batch_size, desc=f"bounds ({method})", progress=progress)
     lo = torch.cat([p[0] for p in parts])
     hi = torch.cat([p[1] for p in parts])
+    bad = ~(torch.isfinite(lo) & torch.isfinite(hi))
+    if bool(bad.any()):  # an overflowing model: an infinite or NaN bound is never reported as a bound
+        raise NonFiniteOutputError(bad.any(1).nonzero().flatten().tolist(), n, what=f"the {method} output bounds",
+                                   scope="batch")
     params = {"alpha_steps": alpha_steps} if method == "alpha-crown" else {}
     if method != "ibp" and intermediate != "crown":
         params["intermediate"] = intermediate
