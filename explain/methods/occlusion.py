@@ -94,7 +94,9 @@ def occlusion(
         def masked(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
             m = window_masks(size, w, st, cols)  # only this chunk's masks, never all P at once
             m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m & ~keep[rows])
-            return torch.where(m, base, xd[rows])
+            if kind == "tokens" or rows[0] != rows[-1]:
+                return torch.where(m, base, xd[rows])
+            return torch.where(m, base, xd[int(rows[0])][None])  # one input: broadcast it, no copy per row
 
         def run(sl: slice) -> torch.Tensor:
             flat = torch.arange(sl.start, sl.stop, device=wrapper.device)
