@@ -49,8 +49,8 @@ out["seconds"] = time.perf_counter() - start
 print(json.dumps(out))
 """
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", script, str(side), str(channels)], capture_output=True, text=True, env=env,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-c", script, str(side), str(channels)], capture_output=True, text=True,
+                          env=env, cwd=str(ROOT), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
     return json.loads(done.stdout.strip().splitlines()[-1])
