@@ -129,7 +129,11 @@ class BatchTuner:
         limit = self.cap.get(key)
         sizes = [c for c in self.candidates if (limit is None or c <= limit)
                  and (row_numel is None or c * row_numel <= MAX_CHUNK_ELEMENTS)]
-        return tuple(sizes) or (max(1, min(self.candidates[0], limit or self.candidates[0])),)
+        if sizes:
+            return tuple(sizes)
+        # rows so large that even the smallest candidate is over the limit: as many as fit (at least 1)
+        fit = self.candidates[0] if row_numel is None else max(1, MAX_CHUNK_ELEMENTS // max(row_numel, 1))
+        return (max(1, min(self.candidates[0], limit or self.candidates[0], fit)),)
 
     def next_size(self, key: Hashable, remaining: int, row_numel: Optional[int] = None) -> int:
         """The size of the next chunk for ``key`` (never more than ``remaining``)."""

@@ -43,6 +43,8 @@ def load_image_folder(path: Path, channels: int = 3, size: Optional[int] = None)
     """
     from PIL import Image, UnidentifiedImageError
 
+    from ._lazy import open_image
+
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise EmptyDataError(f"{path}: expected one sub-folder per class with images inside, found none")
@@ -54,7 +56,7 @@ def load_image_folder(path: Path, channels: int = 3, size: Optional[int] = None)
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(file) as im:
+                with open_image(file) as im:
                     im = im.convert(mode)
                     if target is None:
                         target = im.size

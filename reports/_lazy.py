@@ -98,6 +98,37 @@ def array_inputs(x, what: str, dtype: Optional[torch.dtype] = None) -> LazyInput
     return LazyInputs(len(x), load, what)
 
 
+#: The most pixels an input image may declare: Pillow's own default limit (≈ 9,459 × 9,459, about
+#: 1 GiB once decoded to float32 RGB). A larger image is refused from its header, before anything
+#: is decoded: a PNG of a few hundred kilobytes can declare 30,000 × 30,000 pixels.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+def open_image(file: Path):
+    """``PIL.Image.open(file)``, refusing an image that declares more than :data:`MAX_IMAGE_PIXELS` pixels.
+
+    Raises:
+        InputShapeError: the image is too large (a decompression bomb, or an image to shrink first).
+    """
+    import warnings
+
+    from PIL import Image
+
+    with warnings.catch_warnings():  # the size is checked below, against one documented limit
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            im = Image.open(file)
+        except Image.DecompressionBombError as error:
+            raise InputShapeError(f"{file}: refused, the image declares more than {MAX_IMAGE_PIXELS:,} pixels, the "
+                                  f"most an input image may have (a decompression bomb?): {error}") from None
+    w, h = im.size
+    if w * h > MAX_IMAGE_PIXELS:
+        im.close()
+        raise InputShapeError(f"{file}: refused, the image declares {w}×{h} = {w * h:,} pixels, more than the "
+                              f"{MAX_IMAGE_PIXELS:,} an input image may have (a decompression bomb?); shrink it first")
+    return im
+
+
 def image_folder_inputs(path: Path, files: Sequence[Path], channels: int, size: Optional[int]) -> LazyInputs:
     """Images decoded on access, each resized to the first image's size (or ``size×size``)."""
     from PIL import Image, UnidentifiedImageError
@@ -108,7 +139,7 @@ def image_folder_inputs(path: Path, files: Sequence[Path], channels: int, size: 
     def load(i: int) -> torch.Tensor:
         file = files[i]
         try:
-            with Image.open(file) as im:
+            with open_image(file) as im:
                 im = im.convert(mode)
                 if target[0] is None:
                     target[0] = im.size

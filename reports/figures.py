@@ -119,8 +119,13 @@ def token_colour(value: float, limit: float) -> str:
     return f"background:rgb({int(r * 255)},{int(g * 255)},{int(b * 255)});color:{text}"
 
 
-def confusion_figure(matrix: np.ndarray, class_names: List[str]):
-    """Counts and row-normalised confusion matrices side by side."""
+def confusion_figure(matrix: np.ndarray, class_names: List[str], note: Optional[str] = None):
+    """Counts and row-normalised confusion matrices side by side.
+
+    ``matrix`` may be a reduced view (the classes that occur, or the most confused) of a larger
+    matrix: ``class_names`` then names its rows and ``note`` (e.g. "3 of 10,000 classes: those that
+    occur") is printed above the plots so the figure never passes for the whole matrix.
+    """
     k = len(class_names)
     size = min(4.5, 1.4 + 0.32 * k)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 0.8, size))
@@ -138,6 +143,8 @@ def confusion_figure(matrix: np.ndarray, class_names: List[str]):
                 for j in range(k):
                     ax.text(j, i, format(data[i, j], fmt), ha="center", va="center", fontsize=6,
                             color="black" if data[i, j] > 0.6 * hi else "white")
+    if note:
+        fig.suptitle(note, fontsize=8)
     fig.tight_layout()
     return fig
 

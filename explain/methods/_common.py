@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Sequence, Tuple, Union
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -56,18 +56,34 @@ def grid_shape(size: Sequence[int], window: Sequence[int], stride: Sequence[int]
     return tuple(max(1, math.ceil((s - w) / st) + 1) for s, w, st in zip(size, window, stride))
 
 
-def window_masks(size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> torch.Tensor:
-    """Boolean masks, one per window position (``P×H×W`` or ``P×T``), True inside the window."""
+def window_count(size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> int:
+    """``P``, the number of window positions (the product of :func:`grid_shape`)."""
+    return math.prod(grid_shape(size, window, stride))
+
+
+def window_masks(size: Sequence[int], window: Sequence[int], stride: Sequence[int],
+                 index: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Boolean masks, True inside the window: one per window position (``P×H×W`` or ``P×T``).
+
+    With ``index`` (window numbers in ``0..P−1``, row-major over the grid) only those masks are
+    built (``R×H×W`` / ``R×T``, on ``index``'s device), so a caller can make each chunk's masks as
+    it goes and never hold all ``P`` of them: on a 4096×4096 image ``P×H×W`` would not fit in any
+    memory. Row ``r`` equals row ``index[r]`` of the full set.
+    """
     grid = grid_shape(size, window, stride)
-    axes = []
-    for s, w, st, g in zip(size, window, stride, grid):
-        idx = torch.arange(s)
-        starts = torch.arange(g) * st
-        axes.append((idx[None, :] >= starts[:, None]) & (idx[None, :] < starts[:, None] + w))  # g×s
+    device = index.device if index is not None else None
+    if index is None:
+        index = torch.arange(math.prod(grid))
+    axes, rest = [], index.long()
+    for s, w, st, g in reversed(list(zip(size, window, stride, grid))):  # last axis varies fastest
+        starts = (rest % g) * st
+        rest = rest // g
+        idx = torch.arange(s, device=device)
+        axes.insert(0, (idx[None, :] >= starts[:, None]) & (idx[None, :] < starts[:, None] + w))  # R×s
     if len(axes) == 1:
         return axes[0]
     a, b = axes
-    return (a[:, None, :, None] & b[None, :, None, :]).reshape(-1, size[0], size[1])
+    return a[:, :, None] & b[:, None, :]
 
 
 def spread(scores: torch.Tensor, size: Sequence[int], window: Sequence[int], stride: Sequence[int]) -> torch.Tensor:

@@ -24,16 +24,47 @@ Features = Union[str, torch.Tensor, np.ndarray, None]
 #: SLIC's compactness for the default superpixels (Lab units; scikit-image's default is 10).
 SLIC_COMPACTNESS = 100.0
 
+#: Superpixels (SLIC, quickshift) are found on a copy whose longer side is at most this many
+#: pixels, and the labels are scaled back up (nearest neighbour) to the input's size. Images up to
+#: this size are segmented as they are; on larger ones segmentation costs the same as on a 256 px
+#: image (SLIC on a full 4096×4096 image needs gigabytes and minutes).
+SEGMENT_MAX_SIDE = 256
+
+#: The most superpixels or grid cells an image gets by default, whatever its size or shape.
+MAX_DEFAULT_SEGMENTS = 256
+
 
 def default_segments(h: int, w: int) -> int:
     """How many superpixels an ``h×w`` image gets by default: cells of side ``max(4, min(h, w) // 8)``.
 
     About 64 compact segments on most images and fewer on tiny ones (16 on 16×16): small enough
     that an object is not merged with its background, large enough that each segment moves the
-    model and the surrogate is fitted from a few hundred samples.
+    model and the surrogate is fitted from a few hundred samples. The count does not grow with
+    the image (64 on 4096×4096 too) and never exceeds :data:`MAX_DEFAULT_SEGMENTS` (long thin
+    images would otherwise get thousands).
     """
     side = max(4, min(h, w) // 8)
-    return max(1, round(h / side) * round(w / side))
+    return min(MAX_DEFAULT_SEGMENTS, max(1, round(h / side) * round(w / side)))
+
+
+def _segmentation_copy(x: torch.Tensor) -> torch.Tensor:
+    """``1×C×H×W`` → the copy superpixels are found on: itself, or shrunk (area average) so that
+    its longer side is :data:`SEGMENT_MAX_SIDE`."""
+    h, w = x.shape[2:]
+    if max(h, w) <= SEGMENT_MAX_SIDE:
+        return x
+    scale = SEGMENT_MAX_SIDE / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return torch.nn.functional.interpolate(x.detach().float(), size=size, mode="area")
+
+
+def _upsample_labels(seg: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``h'×w'`` labels → ``h×w`` (nearest neighbour; every label survives when ``h ≥ h'``, ``w ≥ w'``)."""
+    if tuple(seg.shape) == (h, w):
+        return seg
+    rows = torch.arange(h) * seg.shape[0] // h
+    cols = torch.arange(w) * seg.shape[1] // w
+    return seg[rows[:, None], cols[None, :]]
 
 
 def _relabel(seg: torch.Tensor) -> torch.Tensor:
@@ -54,7 +85,8 @@ def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: Optio
     edges). Loose superpixels (quickshift, low-compactness SLIC) follow colour, and on small or
     smooth images they merge an object with the background around it — the explanation then points
     outside the cause. When SLIC returns fewer than a quarter of the requested segments, a regular
-    grid is used instead.
+    grid is used instead. Images with a side over :data:`SEGMENT_MAX_SIDE` are segmented on a
+    shrunk copy and the labels scaled back up, so memory and time stay bounded on any image size.
     """
     n, c, h, w = x.shape
     if n_segments is None:
@@ -76,20 +108,22 @@ def image_groups(x: torch.Tensor, features: Features = "slic", n_segments: Optio
         raise InputShapeError(f"features must be 'slic', 'quickshift', 'grid' or a segmentation tensor, got {features!r}")
     from skimage.segmentation import quickshift, slic
 
-    imgs = x.detach().float().cpu().permute(0, 2, 3, 1).numpy().astype(np.float64)
     segs = []
-    for img in imgs:
+    for i in range(n):  # one image at a time: only one (shrunk) float64 copy exists at once
+        small = _segmentation_copy(x[i:i + 1].detach().float().cpu())
+        img = small[0].permute(1, 2, 0).numpy().astype(np.float64)
         if features == "slic":
             arr = img if c > 1 else img[..., 0]
             axis = -1 if c > 1 else None
             s = slic(arr, n_segments=n_segments, compactness=SLIC_COMPACTNESS, start_label=0, channel_axis=axis)
             if s.max() + 1 < max(2, n_segments // 4):  # degenerate: a regular grid, never a merged object
-                s = image_groups(x[:1], "grid", n_segments)[0].numpy()
+                s = image_groups(small, "grid", n_segments)[0].numpy()
         else:
             rgb = img if c == 3 else np.repeat(img[..., :1], 3, axis=-1)
             s = quickshift(rgb, kernel_size=4, max_dist=200, ratio=0.2)
-        segs.append(torch.from_numpy(np.asarray(s, dtype=np.int64)))
-    return _relabel(torch.stack(segs))
+        seg = _relabel(torch.from_numpy(np.asarray(s, dtype=np.int64))[None])[0]
+        segs.append(_upsample_labels(seg, h, w))
+    return torch.stack(segs)
 
 
 def sequence_groups(n: int, length: int, window: int = 1) -> torch.Tensor:

@@ -3,7 +3,8 @@ by chunk, and score them through the wrapper's batched forward path.
 
 A coalition ``z`` (one bool per feature) keeps the features where ``z`` is True and replaces the rest
 by a baseline; with several baselines per input (a SHAP background) the score is averaged over them.
-Many inputs × many coalitions × many baselines go through each forward pass.
+Many inputs × many coalitions × many baselines go through each forward pass; the perturbed inputs
+(and their masks) exist for one chunk at a time only.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Optional
 import torch
 
 from ..model import ModelWrapper
+
+#: Feature maps with more elements than this (64×64) are perturbed one input at a time in each chunk.
+PER_INPUT_ABOVE = 4096
 
 
 def score_outputs(logits: torch.Tensor, target: torch.Tensor, output: str) -> torch.Tensor:
@@ -48,18 +52,36 @@ def evaluate_coalitions(
         z = torch.ones(n, s, 1, dtype=torch.bool, device=z.device)
     kind = wrapper.input_kind
 
-    def run(sl: slice) -> torch.Tensor:
-        r = torch.arange(sl.start, sl.stop, device=x.device)
-        i, k, j = r // (s * b), (r // b) % s, r % b
-        g = groups[i].reshape(len(r), -1)
-        keep = z[i, k].gather(1, g.clamp_min(0)) | (g < 0)  # non-features (−1) are always kept
-        keep = keep.reshape(groups[i].shape)  # R×H×W / R×T
+    per_input = groups[0].numel() > PER_INPUT_ABOVE
+
+    def perturbed(i, k: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+        """Rows for coalitions ``k`` and baselines ``j`` of inputs ``i``: an index tensor, or one
+        ``int`` (then the input, its feature ids and a single baseline broadcast instead of being copied)."""
+        one = isinstance(i, int)
+        g = groups[i].reshape(1 if one else len(k), -1)
+        keep = z[i][k] if one else z[i, k]
+        keep = keep.gather(1, g.clamp_min(0).expand(len(k), -1)) | (g < 0)  # non-features (−1) are always kept
+        keep = keep.reshape(len(k), *groups.shape[1:])  # R×H×W / R×T
         if kind == "image":
             keep = keep[:, None]
         elif kind == "series":
             keep = keep[:, :, None]
-        rows = torch.where(keep, x[i], baselines[i, j])
-        return score_outputs(wrapper.forward(rows), target[i], output)
+        if one:
+            return torch.where(keep, x[i:i + 1], baselines[i, :1] if b == 1 else baselines[i][j])
+        return torch.where(keep, x[i], baselines[i, j])
+
+    def run(sl: slice) -> torch.Tensor:
+        # rows are (input i, coalition k, baseline j), i slowest; masks exist for this chunk only
+        r = torch.arange(sl.start, sl.stop, device=x.device)
+        i_all = r // (s * b)
+        if not per_input:  # small maps: the whole chunk at once
+            return score_outputs(wrapper.forward(perturbed(i_all, (r // b) % s, r % b)), target[i_all], output)
+        parts = []  # large maps: input by input, so only the R perturbed rows (plus R bytes per pixel) exist
+        for i in torch.unique_consecutive(i_all).tolist():
+            ri = r[i_all == i]
+            parts.append(perturbed(i, (ri // b) % s, ri % b))
+        rows = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return score_outputs(wrapper.forward(rows), target[i_all], output)
 
     with wrapper.session(grad=False):
         scores = torch.cat(wrapper.batched(run, n * s * b, batch_size=batch_size, desc=desc, progress=progress,

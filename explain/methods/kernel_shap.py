@@ -112,7 +112,8 @@ def shap(
             question is "compared with typical data".
         n_samples: coalitions per input (kernel) or samples per input (gradient).
         seed: seeds every sampler; the same seed gives the same numbers.
-        features: the feature groups, as for ``explain.lime``.
+        features: the feature groups, as for ``explain.lime`` (images: about 64 SLIC superpixels,
+            at most 256, found on a copy shrunk to 256 px when the image is larger).
         algorithm: ``"kernel"`` (model-agnostic, exact efficiency) or ``"gradient"`` (expected gradients).
         output: ``"logit"`` (default) or ``"probability"`` of the target class (kernel algorithm).
             Logits add up over features far more nearly linearly than saturated probabilities, so

@@ -107,8 +107,10 @@ def lime(
         n_samples: coalitions per input (the first keeps everything).
         seed: seeds the sampler; the same seed gives the same numbers.
         features: images: ``"slic"`` (default: about 64 compact superpixels, cells of side
-            ``max(4, min(H, W) // 8)``; see ``explain.methods._features.default_segments``),
-            ``"quickshift"``, ``"grid"`` or a segmentation (``N×H×W``/``H×W`` ints); tokens: one
+            ``max(4, min(H, W) // 8)``, at most 256; see ``explain.methods._features.default_segments``),
+            ``"quickshift"``, ``"grid"`` or a segmentation (``N×H×W``/``H×W`` ints). Images with a
+            side over 256 px are segmented on a copy shrunk to 256 px and the labels scaled back
+            up, so segmentation costs the same on any image size; tokens: one
             per position (padding and special ids excluded); series: windows of ``window`` steps
             (default ``T // 16``); or a grouping tensor.
         n_segments: superpixels or grid cells per image (default: the rule above).

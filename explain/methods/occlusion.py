@@ -6,7 +6,8 @@ attribution is the mean ``s_p`` over the windows that cover it.
 
 Windows: image patches over all channels; single tokens (or runs of tokens) replaced by the
 baseline id; time windows over all channels for series. Every (input, window) pair is one row of a
-batched forward pass through the wrapper, generated chunk by chunk on the device.
+batched forward pass through the wrapper; each chunk's window masks are made on the device as
+the chunk runs, so memory follows the chunk size, never the number of windows.
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ import torch
 
 from ..attribution import Attribution
 from ..errors import InputShapeError
-from ._common import Timer, Window, as_pair, begin, feature_size, spread, window_masks
+from ._common import Timer, Window, as_pair, begin, feature_size, spread, window_count, window_masks
+
+#: Image sides up to this many pixels get the classic 8-pixel window; larger sides get
+#: ``ceil(side / WINDOWS_PER_SIDE)`` pixels, so a default map never has more than about
+#: ``(2 · WINDOWS_PER_SIDE)²`` ≈ 3,100 windows, whatever the image's size.
+WINDOWS_PER_SIDE = 28
 
 
 def _defaults(kind: str, size: tuple, window: Optional[Window], stride: Optional[Window]):
     dims = len(size)
-    if window is None:
-        window = 8 if kind == "image" else (1 if kind == "tokens" else max(1, size[0] // 16))
+    if window is None and kind == "image":  # 8 px up to 224 px sides, then a fixed number of windows per side
+        window = tuple(max(8, -(-s // WINDOWS_PER_SIDE)) for s in size)
+    elif window is None:
+        window = 1 if kind == "tokens" else max(1, size[0] // 16)
     w = as_pair(window, dims, "window")
     w = tuple(min(a, s) for a, s in zip(w, size))
     if stride is None:
@@ -48,8 +56,11 @@ def occlusion(
         model: an ``explain.ModelWrapper``.
         x: a batch in the wrapper's input kind.
         target: class per sample; default the predicted class.
-        window: window size — ``int`` or ``(h, w)`` pixels for images (default 8), tokens (default
-            1) or time steps (default ``T // 16``).
+        window: window size — ``int`` or ``(h, w)`` pixels for images, tokens (default 1) or time
+            steps (default ``T // 16``). Images default to 8 pixels on sides up to 224 px and to
+            ``ceil(side / 28)`` pixels on larger sides (147 on 4096 px), so with the default stride
+            a map has at most about 55 windows per side (≈ 3,100 forward passes per image) on
+            any image size.
         stride: step between windows (default half the window; the window for tokens).
         baseline: the replacement value in natural units (default 0), a tensor shaped like one
             input, or for tokens the replacement id (default the wrapper's ``pad_id``). Padding (and
@@ -68,8 +79,7 @@ def occlusion(
         kind = wrapper.input_kind
         size = feature_size(wrapper, xd)
         w, st = _defaults(kind, size, window, stride)
-        masks = window_masks(size, w, st).to(wrapper.device)  # P×H×W or P×T
-        n, p = xd.shape[0], masks.shape[0]
+        n, p = xd.shape[0], window_count(size, w, st)
         if kind == "tokens":
             base = torch.as_tensor(wrapper.pad_id if baseline is None else baseline, device=wrapper.device)
             if base.dtype.is_floating_point:
@@ -82,9 +92,11 @@ def occlusion(
         keep = wrapper.special_mask(xd) if kind == "tokens" else None  # padding and [CLS]/[SEP] stay
 
         def masked(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-            m = masks[cols]
+            m = window_masks(size, w, st, cols)  # only this chunk's masks, never all P at once
             m = m[:, None] if kind == "image" else (m[:, :, None] if kind == "series" else m & ~keep[rows])
-            return torch.where(m, base, xd[rows])
+            if kind == "tokens" or rows[0] != rows[-1]:
+                return torch.where(m, base, xd[rows])
+            return torch.where(m, base, xd[int(rows[0])][None])  # one input: broadcast it, no copy per row
 
         def run(sl: slice) -> torch.Tensor:
             flat = torch.arange(sl.start, sl.stop, device=wrapper.device)
