@@ -265,6 +265,10 @@ def build_report(
     all-reduce, per-sample outcomes gathered in sample order), every rank returns the same numbers,
     and only rank 0 renders figures and writes ``out``.
 
+    Warnings raised while the report is built still reach the caller as usual and are also listed,
+    each distinct message once, in ``report.meta["warnings"]`` (``summary.json``'s ``warnings``) and
+    in the model card.
+
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
 
