@@ -134,6 +134,15 @@ TABLE_RULES: Dict[str, Dict[str, Rule]] = {
                "max_fpr95": SHARE, "min_certified_accuracy": SHARE, "min_explanation_stability": number(-1.0, 1.0)},
 }
 
+def output_part(v: Any) -> Optional[str]:
+    """The model output holding the logits: an index ≥ 0 or a key name."""
+    if isinstance(v, str) and v.strip():
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return None
+    return "an index ≥ 0 or a key name"
+
+
 #: The top-level keys of a CLI configuration file (the same names as the command-line options).
 SETTING_RULES: Dict[str, Rule] = {
     "model": text(), "weights": text(), "trust_model": boolean, "kind": text("image", "tokens", "series"),
@@ -141,7 +150,7 @@ SETTING_RULES: Dict[str, Rule] = {
     "channels": integer(1, 3), "image_size": integer(1), "device": text(), "amp": text("bf16", "fp16"),
     "seed": integer(0), "max_samples": integer(1), "out": text(), "methods": names_or_csv, "samples": integer(1),
     "ood_data": text(), "method": text(), "pad_id": integer(0), "mask": text(), "max_length": integer(1),
-    "history": text(), "eps": budgets_or_csv,
+    "history": text(), "eps": budgets_or_csv, "output": output_part, "quiet": boolean,
 }
 
 

@@ -36,40 +36,17 @@ def image_folder_files(path: Path) -> Tuple[List[Path], torch.Tensor, List[str]]
     return files, torch.tensor(ys), classes
 
 
-def load_image_folder(path: Path, channels: int = 3, size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
+def load_image_folder(path: Path, channels: int = 3, size=None) -> Tuple[torch.Tensor, torch.Tensor, List[str]]:
     """Images in class sub-folders (``root/<class>/<file>``) → ``N×C×H×W`` in [0, 1], labels, class names.
 
-    Every image is resized to the first image's size (or ``size×size``).
+    Each file is read by :func:`reports._lazy.read_image` (by bit depth, alpha on white, EXIF
+    orientation applied); every image is resized to the first image's size (or ``size``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from ._lazy import image_folder_inputs
 
-    from ._lazy import open_image
-
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise EmptyDataError(f"{path}: expected one sub-folder per class with images inside, found none")
-    xs, ys = [], []
-    target = (size, size) if size else None
-    mode = "RGB" if channels == 3 else "L"
-    for label, name in enumerate(classes):
-        for file in sorted((path / name).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with open_image(file) as im:
-                    im = im.convert(mode)
-                    if target is None:
-                        target = im.size
-                    if im.size != target:
-                        im = im.resize(target, Image.BILINEAR)
-                    arr = np.asarray(im, dtype=np.float32) / 255.0
-            except (UnidentifiedImageError, OSError) as error:
-                raise InputShapeError(f"{file}: not a readable image ({error})") from error
-            xs.append(torch.from_numpy(arr).reshape(target[1], target[0], -1).permute(2, 0, 1))
-            ys.append(label)
-    if not xs:
-        raise EmptyDataError(f"{path}: the class folders hold no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    return torch.stack(xs), torch.tensor(ys), classes
+    files, ys, classes = image_folder_files(path)
+    xs = image_folder_inputs(path, files, channels, size)
+    return xs[:len(xs)], ys, classes
 
 
 def _pick(mapping, keys, what, path):
@@ -407,17 +384,36 @@ def class_names_arg(value: Optional[str]) -> Optional[List[str]]:
     return [v.strip() for v in value.split(",")]
 
 
+MODEL_FORMS = ("a factory 'package.module:function' (with --weights), a TorchScript/.pt2/.onnx file, or hf:DIR "
+               "(a Hugging Face save_pretrained directory)")
+
+
 def model_arg(spec: str, weights: Optional[str], trust: bool):
-    """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``."""
+    """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``.
+
+    A factory without ``--weights`` builds the model on its random initial weights, with a warning.
+    """
+    import warnings
+
     import explain
     if spec and spec.startswith("hf:"):
         return explain.load_model(spec, trust_code=trust)
+    if weights and not os.path.exists(weights):
+        raise ModelLoadError(f"--weights {weights!r} does not exist")
+    is_factory = bool(spec) and ":" in spec and not os.path.exists(spec)
+    if spec and not is_factory and not os.path.isfile(spec):
+        if os.path.isdir(spec):
+            raise ModelLoadError(f"--model {spec!r} is a folder; expected {MODEL_FORMS}")
+        raise ModelLoadError(f"--model {spec!r} does not exist; expected {MODEL_FORMS}")
     if weights:
         return explain.load_model(weights, factory=spec, trust_code=trust)
     if spec and os.path.isfile(spec):
         return explain.load_model(spec, trust_code=trust)
-    if spec and ":" in spec:
+    if is_factory:
         from explain.loading import load_factory
-        return load_factory(spec)()
-    raise ModelLoadError(f"--model {spec!r}: give a factory 'package.module:function' (with --weights), a "
-                         "TorchScript/.pt2/.onnx file, or hf:DIR (a Hugging Face save_pretrained directory)")
+        net = load_factory(spec)()
+        warnings.warn(f"UNTRAINED MODEL: no --weights given, so {spec} runs on the random weights its factory "
+                      "starts with; every number in this report describes an untrained model (pass --weights FILE)",
+                      stacklevel=2)
+        return net
+    raise ModelLoadError(f"--model {spec!r}: give {MODEL_FORMS}")

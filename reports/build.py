@@ -23,8 +23,10 @@ from . import html
 from ._config import check_table_values
 from ._data_pass import read_data
 from ._save import FIGURES_DIR, check_output, write_report
+from ._warnings import collect_warnings
 from .report import Check, Figure, ReportContext, Section, TokenStrips
 from .sections import SECTION_BUILDERS
+from .sections.model_card import add_warnings
 
 __all__ = ["Report", "build_report", "SCHEMA_VERSION", "accepted_config", "validate_config"]
 
@@ -273,6 +275,10 @@ def build_report(
     all-reduce, per-sample outcomes gathered in sample order), every rank returns the same numbers,
     and only rank 0 renders figures and writes ``out``.
 
+    Warnings raised while the report is built still reach the caller as usual and are also listed,
+    each distinct message once, in ``report.meta["warnings"]`` (``summary.json``'s ``warnings``) and
+    in the model card.
+
     Returns:
         The ``Report``; ``report.failed`` is True when a configured check failed.
 
@@ -294,6 +300,18 @@ def build_report(
     start = time.perf_counter()
     if isinstance(keep_samples, bool) or not isinstance(keep_samples, int) or keep_samples < 1:
         raise InputShapeError(f"keep_samples must be a positive integer, got {keep_samples!r}")
+    with collect_warnings() as raised:
+        report = _build(model, data, ood_data, methods, sections, config, max_samples, samples, seed, vocab, title,
+                        dpi, history, masks, keep_samples, batch_size, start)
+    report.meta["warnings"] = list(raised)
+    add_warnings(report.sections, raised)
+    if out is not None and dist.is_main():  # in a process group only rank 0 writes
+        report.save(out, force=force)
+    return report
+
+
+def _build(model, data, ood_data, methods, sections, config, max_samples, samples, seed, vocab, title, dpi, history,
+           masks, keep_samples, batch_size, start) -> Report:
     x, y, n_evaluated, outcomes, head_probs = read_data(model, data, max_samples, keep_samples, batch_size)
     ood_x = None
     if ood_data is not None:
@@ -331,7 +349,4 @@ def build_report(
         "samples": n_evaluated, "kept_samples": len(x), "seed": seed, "config": cfg, "seconds": round(time.perf_counter() - start, 3),
         "world_size": dist.rank_and_world()[1],
     }
-    report = Report(title or f"{d['architecture']} — xaiscope audit", built, meta)
-    if out is not None and dist.is_main():  # in a process group only rank 0 writes
-        report.save(out, force=force)
-    return report
+    return Report(title or f"{d['architecture']} — xaiscope audit", built, meta)

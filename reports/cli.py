@@ -34,8 +34,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: prints ``xaiscope <version>`` (torch is imported only when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import explain
+        print(f"xaiscope {explain.__version__}")
+        parser.exit(EXIT_OK)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="xaiscope", description="Explain and stress-test PyTorch classifiers.")
+    p.add_argument("--version", action=_Version, help="print the version and exit")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -64,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
                        "a TorchScript, .pt2 or .onnx file, or hf:DIR (a Hugging Face save_pretrained directory)")
         r.add_argument("--weights", help="state dict file, loaded with weights_only=True")
         r.add_argument("--trust-model", action="store_true", help="run code that model files bring (a whole pickled model, pickled .pt2 records, TorchScript file operators, a Hugging Face folder's own code)")
+        r.add_argument("--output", default=None, help="which part of the model's output holds the logits when it "
+                       "returns a tuple, list or dict: an index (0, 1, ...) or a key name (default: the tensor itself, "
+                       "the first element, the 'logits' key or attribute)")
         r.add_argument("--kind", choices=["image", "tokens", "series"],
                        help="input kind (default: what the model or the data says; an error when it cannot tell)")
         r.add_argument("--data", help="image folder (class sub-folders), .pt/.npz tensors, .csv series, or texts "
@@ -132,11 +148,11 @@ def _settings(args: argparse.Namespace) -> dict:
 
 
 def _wrapper_and_data(s: dict):
-    from ._setup import check_first_batch, wrapper_and_data
+    from ._setup import check_first_batch, size_hint, wrapper_and_data
 
     wrapper, x, y, vocab = wrapper_and_data(s)
     s["kind"] = wrapper.input_kind
-    check_first_batch(wrapper, x)  # before any section: a model that cannot run on the data exits 2
+    check_first_batch(wrapper, x, size_hint(s, wrapper, x))  # before any section: a model that cannot run exits 2
     return wrapper, x, y, vocab
 
 
@@ -308,6 +324,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     logging.basicConfig(level=logging.WARNING, format="xaiscope: %(message)s")
+    import warnings
+    from ._warnings import show_one_line
+    shown_before, warnings.showwarning = warnings.showwarning, show_one_line  # one line each, no source line
     if getattr(args, "quiet", False):
         import os
         os.environ.setdefault("TQDM_DISABLE", "1")
@@ -332,6 +351,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("xaiscope: interrupted", file=sys.stderr)
         return 130
     finally:
+        warnings.showwarning = shown_before
         args.resources.close()
         _leave_group()
 

@@ -12,6 +12,7 @@ from explain.registry import get_explainer
 
 from .. import figures, figures_attention
 from .._png import to_png
+from ._adapt import adapted
 from ..report import Figure, ReportContext, Section, Table, Text, TokenStrips
 from robustness import distributed as dist
 
@@ -83,6 +84,9 @@ def build(ctx: ReportContext) -> Section:
                         caption="What each explanation cost"))
     summary = {"samples": [], "methods": ok, "failures": failures, "failed_trust_checks": marks,
                "seconds": {mt: results[mt].seconds for mt in ok}}
+    if len(idx) < k:
+        adapted(summary, blocks, f"the gallery shows {len(idx)} row(s) instead of {k}, as only {len(ctx.x)} "
+                                 "sample(s) were kept")
     for row, i in enumerate(idx.tolist()):
         p = int(pred[i])
         truth = None if ctx.y is None else int(ctx.y[i])

@@ -1,4 +1,5 @@
-"""Model card: architecture, parameters, input, normalisation, classes, device, versions, config."""
+"""Model card: architecture, parameters, weights, input, normalisation, classes, device, versions,
+config, and the warnings raised while the report was built."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 import explain
 from robustness import distributed as dist
 
-from ..report import ReportContext, Section, Table
+from ..report import ReportContext, Section, Table, Text
 
 CONFIG_KEYS: dict[str, str] = {}
 CHECK_KEYS: dict[str, str] = {}
@@ -44,9 +45,11 @@ def build(ctx: ReportContext) -> Section:
     d = ctx.wrapper.describe()
     repro = reproducibility(ctx.wrapper)
     shape = list(ctx.x.shape[1:])
+    weights = getattr(ctx.wrapper, "weights_source", None)  # set by whoever loaded the model (the CLI)
     rows = [
         ["architecture", d["architecture"]],
         ["parameters", f"{d['parameters']:,}"],
+        *([["weights", weights]] if weights else []),
         ["input kind", d["input_kind"]],
         ["input shape (one sample)", "×".join(map(str, shape))],
         ["classes", f"{d['num_classes']}: " + ", ".join(d["class_names"][:20]) + (" …" if len(d["class_names"]) > 20 else "")],
@@ -72,6 +75,21 @@ def build(ctx: ReportContext) -> Section:
         Table(["configuration"], [[json.dumps(ctx.config, indent=1, sort_keys=True, default=str)]],
               caption="Configuration that produced this report", sortable=False),
     ]
+    if weights and weights.startswith("untrained"):
+        blocks.insert(0, Text(f"This model runs on {weights}: every number below describes a model that "
+                              "learnt nothing.", kind="warning"))
     summary = {"model": d, "input_shape": shape, "samples": ctx.cache.get("n_evaluated", len(ctx.x)), "seed": ctx.seed,
-               "reproducibility": repro, "versions": versions, "world_size": dist.rank_and_world()[1]}
+               "reproducibility": repro, "versions": versions, "world_size": dist.rank_and_world()[1],
+               "weights": weights}
     return Section("model_card", "Model card", blocks=blocks, summary=summary)
+
+
+def add_warnings(sections, messages) -> None:
+    """List the warnings raised while the report was built in the model card (``summary["warnings"]``)."""
+    card = next((s for s in sections if s.id == "model_card" and s.error is None), None)
+    if card is None:
+        return
+    card.summary["warnings"] = list(messages)
+    if messages:
+        card.blocks.append(Table(["warning"], [[m] for m in messages], caption="Warnings raised while this report "
+                                 "was built", sortable=False))

@@ -9,6 +9,9 @@ import robustness
 from .. import figures_ood as figs
 from .._png import to_png
 from ..report import Check, Figure, ReportContext, Section, Table, Text
+from ._adapt import adapted, skipped
+
+MIN_SAMPLES = 4  # two to fit the detectors, two to test them
 
 DEFAULT_METHODS = ["msp", "maxlogit", "energy", "mahalanobis", "knn", "vim"]
 
@@ -72,8 +75,28 @@ def build(ctx: ReportContext) -> Section:
     else:
         ood = ctx.ood_x[:n]
     methods = list(cfg.get("methods", DEFAULT_METHODS))
-    ev = robustness.evaluate_ood(m, (x, y), ood, methods=methods, params=cfg.get("params"), seed=ctx.seed,
-                                 fit_fraction=float(cfg.get("fit_fraction", 0.5)))
+    fraction = float(cfg.get("fit_fraction", 0.5))
+    if len(x) < MIN_SAMPLES:
+        return skipped("ood", "Out-of-distribution",
+                       f"{len(x)} sample(s) were kept; detecting out-of-distribution inputs needs at least "
+                       f"{MIN_SAMPLES} (some to fit the detectors on, the others to test them)",
+                       {"synthetic_ood": ctx.ood_x is None})
+    strata = y if y is not None else m.predict(x).cpu()
+    fit_idx, _ = robustness.ood.split_fit_test(strata, fraction, ctx.seed)
+    if len(fit_idx) == 0:
+        return skipped("ood", "Out-of-distribution",
+                       f"each of the {len(x)} samples is the only one of its class, so the class-stratified split "
+                       "leaves none to fit the detectors on", {"synthetic_ood": ctx.ood_x is None})
+    notes: dict = {}
+    params = {k: dict(v) for k, v in (cfg.get("params") or {}).items()}
+    if "knn" in methods:
+        k = int(params.get("knn", {}).get("k", robustness.ood.DETECTOR_SPECS["knn"].defaults.get("k", 10)))
+        if k > len(fit_idx):
+            params.setdefault("knn", {})["k"] = len(fit_idx)
+            adapted(notes, blocks, f"knn uses k={len(fit_idx)} (the distance to the farthest fitting sample) instead of k={k}, "
+                                   f"as only {len(fit_idx)} sample(s) fit the detectors")
+    ev = robustness.evaluate_ood(m, (x, y), ood, methods=methods, params=params or None, seed=ctx.seed,
+                                 fit_fraction=fraction)
     blocks.append(Text(f"Detectors fitted on {ev.n_fit} in-distribution samples, tested on {ev.n_in} in-distribution "
                        f"and {ev.n_out} out-of-distribution samples. Scores: higher = more out-of-distribution."))
     if ev.fit_indices is not None:
@@ -103,5 +126,5 @@ def build(ctx: ReportContext) -> Section:
             checks.append(Check(f"OOD {attr}", value, "pass" if ok else "fail", float(limit),
                                 f"OOD {attr} {value:.3f} ({best.name}) {'meets' if ok else 'misses'} "
                                 f"{'≥' if higher else '≤'} {float(limit):.3g}"))
-    summary = {**ev.to_dict(), "synthetic_ood": ctx.ood_x is None}
+    summary = {**ev.to_dict(), "synthetic_ood": ctx.ood_x is None, **notes}
     return Section("ood", "Out-of-distribution", blocks=blocks, summary=summary, checks=checks)

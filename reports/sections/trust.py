@@ -21,6 +21,7 @@ from robustness import distributed as dist
 
 from .. import figures_trust as figs
 from .._png import to_png
+from ._adapt import adapted
 from ..report import Check, Figure, ReportContext, Section, Table, Text
 from .explanations import DEFAULT_METHODS
 
@@ -178,6 +179,9 @@ def build(ctx: ReportContext) -> Section:
         blocks.append(Text(f"{name}: trust measures could not be computed: {err}", kind="warning"))
     rows, checks, summary = [], [], {"settings": {k: v for k, v in s.items() if k != "params"}, "methods": {},
                                      "failures": res["failures"]}
+    if len(res["x"]) < s["samples"]:
+        adapted(summary, blocks, f"each method is judged on {len(res['x'])} sample(s) instead of {s['samples']}, "
+                                 "as only these were kept; intervals over so few samples are wide")
     for name, row in methods.items():
         r, dele, ins = row["randomization"], row["curves"]["deletion"], row["curves"]["insertion"]
         base = float(r.details["baseline"].mean())

@@ -7,6 +7,7 @@ beyond what the method itself needs.
 
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import torch
@@ -142,6 +143,9 @@ class KNN(Detector):
     Fitted inside a process group (without ``max_bank``), each rank keeps its block of the
     feature bank (``sharded_``); scoring is then collective: every rank must call ``score`` at the
     same time (each with its own inputs), and each rank's k nearest are merged.
+
+    With fewer fitting samples than ``k`` the detector uses every one of them (``k_`` is the
+    k-th neighbour actually used, ``min(k, bank size)``) and warns once; an empty bank is an error.
     """
 
     name = "knn"
@@ -171,16 +175,24 @@ class KNN(Detector):
                 bank = dist.gather_rows(bank)[0]
             else:  # each rank keeps its block; scoring merges the ranks' k nearest
                 total = int(dist.all_reduce_sum(torch.tensor([len(bank)], dtype=torch.float64)).item())
-                if total < self.k:
-                    raise EmptyDataError(f"knn needs at least k={self.k} in-distribution samples, got {total}")
+                self.k_ = self._usable_k(total)
                 self.bank_ = bank
                 self.sharded_ = True
                 return
         if self.max_bank is not None and len(bank) > self.max_bank:
             bank = bank[torch.randperm(len(bank), generator=torch.Generator().manual_seed(0))[: self.max_bank]]
-        if len(bank) < self.k:
-            raise EmptyDataError(f"knn needs at least k={self.k} in-distribution samples, got {len(bank)}")
+        self.k_ = self._usable_k(len(bank))
         self.bank_ = bank
+
+    def _usable_k(self, total: int) -> int:
+        """``k``, or the bank size when the bank is smaller (with a warning); no bank is an error."""
+        if total < 1:
+            raise EmptyDataError("knn needs at least one in-distribution sample to fit, got 0")
+        if total < self.k:
+            warnings.warn(f"knn: k={self.k} is more than the {total} fitting sample(s); using k={total} "
+                          "(the distance to the farthest of them)", stacklevel=4)
+            return total
+        return int(self.k)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "bank_"):
@@ -190,7 +202,7 @@ class KNN(Detector):
         self._check_fitted()
         if getattr(self, "sharded_", False):
             return self._score_sharded(z)
-        return knn_score(z, self.bank_, self.k).cpu()
+        return knn_score(z, self.bank_, self.k_).cpu()
 
     def score_nothing(self) -> None:
         if getattr(self, "sharded_", False):
@@ -199,14 +211,15 @@ class KNN(Detector):
     def _score_sharded(self, z: torch.Tensor) -> torch.Tensor:
         """Every rank's queries against this rank's bank block; the ranks' k nearest are merged."""
         queries, lengths = dist.gather_rows(torch.nn.functional.normalize(z.float(), dim=1).cpu())
-        k_local = min(self.k, len(self.bank_))
-        near = torch.full((len(queries), self.k), float("inf"))
+        k = self.k_
+        k_local = min(k, len(self.bank_))
+        near = torch.full((len(queries), k), float("inf"))
         if k_local:
             near[:, :k_local] = _k_nearest(queries.to(self.bank_.device), self.bank_, k_local).cpu()
-        merged = torch.cat(list(dist.gather_rows(near[None])[0]), dim=1).topk(self.k, dim=1, largest=False).values
+        merged = torch.cat(list(dist.gather_rows(near[None])[0]), dim=1).topk(k, dim=1, largest=False).values
         rank = dist.rank_and_world()[0]
         start = sum(lengths[:rank])
-        return merged[start:start + len(z), self.k - 1]
+        return merged[start:start + len(z), k - 1]
 
     def _score(self, x):
         return self.score_features(self.model_.features(x))
