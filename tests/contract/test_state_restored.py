@@ -171,3 +171,67 @@ def test_verify_leaves_model_state_unchanged_also_when_the_model_raises(cnn, met
             robustness.verify(m, x, cnn.y[:2], eps=1 / 255, method=method)
         net.calls = -10**9
     assert_unchanged(net, before)
+
+
+class Poisoned(nn.Module):
+    """Wraps a model and returns NaN logits from its ``fail_at``-th forward call on: for every row,
+    or (``last_row``) for the last row of each call only."""
+
+    def __init__(self, inner: nn.Module, fail_at: int, last_row: bool = False):
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+        self.fail_at = fail_at
+        self.last_row = last_row
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        out = self.inner(*args, **kwargs)
+        if self.calls < self.fail_at:
+            return out
+        if not self.last_row:
+            return out * float("nan")
+        keep = torch.ones_like(out)
+        keep[-1] = float("nan")
+        return out * keep
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINERS))
+@pytest.mark.parametrize("last_row", [False, True])
+def test_explainer_restores_state_when_the_model_returns_nan(name, last_row, cnn):
+    from explain.errors import NonFiniteOutputError
+    net = Poisoned(copy.deepcopy(cnn.net), fail_at=1, last_row=last_row)
+    net.train()
+    next(net.parameters()).requires_grad_(False)
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, "image", class_names=cnn.wrapper.class_names, device="cpu")
+    with pytest.raises(NonFiniteOutputError):
+        EXPLAINERS[name](m, cnn.x[:2], 0, **params_for(name, "image"))
+    assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("method", sorted(n for n, s in __import__("robustness").registry.ATTACK_SPECS.items()
+                                          if "image" in s.kinds))
+def test_attack_restores_state_when_the_model_returns_nan_mid_attack(method, cnn):
+    import robustness
+    from explain.errors import NonFiniteOutputError
+    net = Poisoned(copy.deepcopy(cnn.net), fail_at=1 if method == "fgsm" else 3)
+    net.train()
+    before = snapshot(net)
+    m = explain.ModelWrapper(net, "image", class_names=cnn.wrapper.class_names, device="cpu", batch_size=64)
+    with pytest.raises(NonFiniteOutputError):
+        steps = {} if method == "fgsm" else {"steps": 3}
+        robustness.attack(m, cnn.x[:4], cnn.y[:4], method=method, eps=8 / 255, seed=0, **steps)
+    assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("name", sorted(EXPLAINERS))
+def test_explainer_on_a_compiled_model_leaves_it_compiled_and_unhooked(name, cnn):
+    net = copy.deepcopy(cnn.net)
+    compiled = torch.compile(net, backend="eager")
+    before = snapshot(net)
+    m = explain.ModelWrapper(compiled, "image", class_names=cnn.wrapper.class_names, device="cpu")
+    a = EXPLAINERS[name](m, cnn.x[:2], None, **params_for(name, "image"))
+    assert torch.isfinite(a.values).all()
+    assert m.model is compiled and compiled._orig_mod is net
+    assert_unchanged(net, before)
