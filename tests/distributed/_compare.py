@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, List
 
-#: keys whose values legitimately differ between runs: wall times, dates, the world size itself
-VOLATILE = {"seconds", "created", "world_size", "figures"}
+#: keys whose values legitimately differ between runs: wall times, dates, the world size itself, the run id
+VOLATILE = {"seconds", "created", "world_size", "figures", "run"}
 
 
 def differences(a: Any, b: Any, path: str = "", rel: float = 1e-4, abs_tol: float = 1e-5) -> List[str]:

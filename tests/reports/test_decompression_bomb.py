@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from explain.errors import InputShapeError
@@ -59,8 +60,10 @@ def test_a_30000px_png_in_a_data_folder_is_one_line_error_naming_it_with_exit_2(
     bomb = folder / "dog" / "9-huge.png"
     write_1bit_png(bomb, 30_000, 30_000)
     assert bomb.stat().st_size < 2_000_000  # tiny on disk, 900 million pixels declared
-    code = main(["report", "--model", "tests.reports.test_decompression_bomb:make_cnn", "--kind", "image",
-                 "--data", str(folder), "--samples", "1", "--out", str(tmp_path / "r"), "--quiet"])
+    torch.save(make_cnn().state_dict(), tmp_path / "w.pt")
+    code = main(["report", "--model", "tests.reports.test_decompression_bomb:make_cnn", "--weights",
+                 str(tmp_path / "w.pt"), "--kind", "image", "--data", str(folder), "--samples", "1",
+                 "--out", str(tmp_path / "r"), "--quiet"])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2, err
