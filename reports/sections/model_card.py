@@ -36,7 +36,7 @@ def reproducibility(wrapper) -> dict:
     elif mode["deterministic"]:
         size, how = mode["batch_size"], "fixed by the deterministic mode"
     else:
-        size, how = None, "automatic (chosen by timing; results agree across sizes to about 1e-5 relative)"
+        size, how = None, "chosen by timing; results agree across sizes to about 1e-5 relative"
     return {"deterministic": mode["deterministic"], "batch_size": size, "batch_size_choice": how,
             "deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
 
