@@ -104,3 +104,36 @@ def check_output_shape(logits: torch.Tensor, n: int, task: Any = None) -> tuple:
             f"scores (or {n}×1 / {n} single logits of a binary classifier) — pass output= to select them, "
             "or wrap the model")
     return logits, logits.dim() == 1 or logits.shape[1] == 1
+
+
+class ClassScores:
+    """Mixin: the class scores every method sees, from the model's selected output."""
+
+    def class_scores(self, raw: torch.Tensor) -> torch.Tensor:
+        """The class scores methods see, from the model's selected output (no checks): the task's
+        column of a multi-label output, ``[−z/2, z/2]`` for a single logit ``z``, else unchanged.
+
+        It is linear, so bound propagation and linear heads (ViM) apply it to their own tensors.
+
+        Shape:
+            raw: ``N×K``, ``N×1`` or ``N`` → ``N×K`` (``N×2`` for a binary classifier).
+        """
+        return as_class_scores(raw, self.task)
+
+    def _as_class_scores(self, logits: torch.Tensor, n: int) -> torch.Tensor:
+        """Check the selected output's shape for a batch of ``n``, learn the class count, expand."""
+        logits, binary = check_output_shape(logits, n, self.task)
+        logits = self.class_scores(logits)
+        k = int(logits.shape[1])
+        if self._num_classes is None:
+            self._num_classes = k
+        elif k != self._num_classes:
+            if binary:
+                raise UnsupportedModelError(
+                    f"the model gives one score per sample (a binary classifier, shown as two classes) but "
+                    f"class_names has {self._num_classes} entries; pass two names, the class of z < 0 first")
+            raise UnsupportedModelError(
+                f"the model gives {k} scores per sample but {self._num_classes} classes were "
+                f"declared (class_names has {self._num_classes} entries)")
+        self._binary = binary
+        return logits

@@ -8,6 +8,8 @@ from typing import Any, Iterator, Optional
 import torch
 from torch import nn
 
+from .errors import UnsupportedModelError
+
 
 class ModelState:
     """Mixin: eval-mode sessions restored in ``finally``, feature extraction and ``describe()``."""
@@ -112,3 +114,14 @@ def _eval_mode(model: nn.Module) -> None:
     except NotImplementedError:
         for m in model.modules():
             m.training = False
+
+
+def check_materialised(model: nn.Module) -> None:
+    """Refuse a model whose weights are on the ``meta`` device (shapes only, no values)."""
+    empty = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if empty:
+        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
+        raise UnsupportedModelError(
+            f"the model has no weights materialised: {len(empty)} parameter(s)/buffer(s) are on the 'meta' device "
+            f"({shown}); load the weights first, e.g. model.to_empty(device='cpu') then "
+            "model.load_state_dict(torch.load(path, weights_only=True)), or load_state_dict(..., assign=True)")

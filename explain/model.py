@@ -33,10 +33,10 @@ from ._finite import FiniteChecks
 from ._calling import ModelCalls, call_spec
 from ._formats import exported_auto_layer, unhookable_reason
 from ._hooks import Capture, LayerAccess
-from ._state import ModelState
+from ._state import ModelState, check_materialised
 from ._tokens import TokenIds
 from ._inputs import LabelChecks, validate_inputs
-from ._outputs import as_class_scores, check_output_shape, check_task, select_logits
+from ._outputs import ClassScores, check_task, select_logits
 from .errors import InputShapeError, InputValueError, UnsupportedModelError
 
 __all__ = ["ModelWrapper", "Capture", "INPUT_KINDS", "check_wrapper"]
@@ -49,7 +49,7 @@ _PRECISIONS = {None: None, "fp32": None, "float32": None, "bf16": torch.bfloat16
 OutputSelector = Union[None, int, str, Callable[[Any], torch.Tensor]]
 
 
-class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, FiniteChecks):
+class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, FiniteChecks, ClassScores):
     """Wrap a classifier so every xaiscope method can use it the same way.
 
     Args:
@@ -137,7 +137,7 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, F
             )
         if input_kind not in INPUT_KINDS:
             raise InputShapeError(f"input_kind must be one of {INPUT_KINDS}, got {input_kind!r}")
-        _check_materialised(model)
+        check_materialised(model)
         if precision not in _PRECISIONS:
             raise InputShapeError(f"precision must be None, 'bf16' or 'fp16', got {precision!r}")
         if batch_size is not None and int(batch_size) < 1:
@@ -302,35 +302,6 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, F
         self._check_finite(logits)
         return logits.float()
 
-    def class_scores(self, raw: torch.Tensor) -> torch.Tensor:
-        """The class scores methods see, from the model's selected output (no checks): the task's
-        column of a multi-label output, ``[−z/2, z/2]`` for a single logit ``z``, else unchanged.
-
-        It is linear, so bound propagation and linear heads (ViM) apply it to their own tensors.
-
-        Shape:
-            raw: ``N×K``, ``N×1`` or ``N`` → ``N×K`` (``N×2`` for a binary classifier).
-        """
-        return as_class_scores(raw, self.task)
-
-    def _as_class_scores(self, logits: torch.Tensor, n: int) -> torch.Tensor:
-        """Check the selected output's shape for a batch of ``n``, learn the class count, expand."""
-        logits, binary = check_output_shape(logits, n, self.task)
-        logits = self.class_scores(logits)
-        k = int(logits.shape[1])
-        if self._num_classes is None:
-            self._num_classes = k
-        elif k != self._num_classes:
-            if binary:
-                raise UnsupportedModelError(
-                    f"the model gives one score per sample (a binary classifier, shown as two classes) but "
-                    f"class_names has {self._num_classes} entries; pass two names, the class of z < 0 first")
-            raise UnsupportedModelError(
-                f"the model gives {k} scores per sample but {self._num_classes} classes were "
-                f"declared (class_names has {self._num_classes} entries)")
-        self._binary = binary
-        return logits
-
     def batched(
         self,
         fn: Callable[[slice], Any],
@@ -405,17 +376,6 @@ class ModelWrapper(TokenIds, ModelCalls, LabelChecks, ModelState, LayerAccess, F
         """Softmax probabilities (``N×K``, CPU); ``[1 − sigmoid(z), sigmoid(z)]`` for a binary classifier."""
         return torch.softmax(self.logits(x, **kw), dim=1)
 
-
-
-def _check_materialised(model: nn.Module) -> None:
-    """Refuse a model whose weights are on the ``meta`` device (shapes only, no values)."""
-    empty = [name for name, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
-    if empty:
-        shown = ", ".join(empty[:3]) + (f" and {len(empty) - 3} more" if len(empty) > 3 else "")
-        raise UnsupportedModelError(
-            f"the model has no weights materialised: {len(empty)} parameter(s)/buffer(s) are on the 'meta' device "
-            f"({shown}); load the weights first, e.g. model.to_empty(device='cpu') then "
-            "model.load_state_dict(torch.load(path, weights_only=True)), or load_state_dict(..., assign=True)")
 
 
 def check_wrapper(model: Any) -> ModelWrapper:

@@ -11,7 +11,7 @@ from typing import Any, List, Optional, Tuple
 import numpy as np
 import torch
 
-from explain.errors import EmptyDataError, InputShapeError, InputValueError, ModelLoadError
+from explain.errors import EmptyDataError, InputShapeError, InputValueError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
@@ -382,38 +382,3 @@ def class_names_arg(value: Optional[str]) -> Optional[List[str]]:
         with open(value, encoding="utf-8") as fh:
             return [line.strip() for line in fh if line.strip()]
     return [v.strip() for v in value.split(",")]
-
-
-MODEL_FORMS = ("a factory 'package.module:function' (with --weights), a TorchScript/.pt2/.onnx file, or hf:DIR "
-               "(a Hugging Face save_pretrained directory)")
-
-
-def model_arg(spec: str, weights: Optional[str], trust: bool):
-    """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``.
-
-    A factory without ``--weights`` builds the model on its random initial weights, with a warning.
-    """
-    import warnings
-
-    import explain
-    if spec and spec.startswith("hf:"):
-        return explain.load_model(spec, trust_code=trust)
-    if weights and not os.path.exists(weights):
-        raise ModelLoadError(f"--weights {weights!r} does not exist")
-    is_factory = bool(spec) and ":" in spec and not os.path.exists(spec)
-    if spec and not is_factory and not os.path.isfile(spec):
-        if os.path.isdir(spec):
-            raise ModelLoadError(f"--model {spec!r} is a folder; expected {MODEL_FORMS}")
-        raise ModelLoadError(f"--model {spec!r} does not exist; expected {MODEL_FORMS}")
-    if weights:
-        return explain.load_model(weights, factory=spec, trust_code=trust)
-    if spec and os.path.isfile(spec):
-        return explain.load_model(spec, trust_code=trust)
-    if is_factory:
-        from explain.loading import load_factory
-        net = load_factory(spec)()
-        warnings.warn(f"UNTRAINED MODEL: no --weights given, so {spec} runs on the random weights its factory "
-                      "starts with; every number in this report describes an untrained model (pass --weights FILE)",
-                      stacklevel=2)
-        return net
-    raise ModelLoadError(f"--model {spec!r}: give {MODEL_FORMS}")

@@ -16,8 +16,42 @@ import torch
 
 from explain.errors import InputShapeError, ModelCallError, ModelLoadError, ToolkitError, UnsupportedModelError
 
-from ._inputs import (class_names_arg, infer_kind, load_data, load_texts, load_vocab, model_arg,
-                      text_labels)
+from ._inputs import class_names_arg, infer_kind, load_data, load_texts, load_vocab, text_labels
+
+
+MODEL_FORMS = ("a factory 'package.module:function' (with --weights), a TorchScript/.pt2/.onnx file, or hf:DIR "
+               "(a Hugging Face save_pretrained directory)")
+
+
+def model_arg(spec: str, weights: Optional[str], trust: bool):
+    """A model from ``--model`` (factory spec, a TorchScript/.pt2/.onnx file, or ``hf:DIR``) and ``--weights``.
+
+    A factory without ``--weights`` builds the model on its random initial weights, with a warning.
+    """
+    import warnings
+
+    import explain
+    if spec and spec.startswith("hf:"):
+        return explain.load_model(spec, trust_code=trust)
+    if weights and not os.path.exists(weights):
+        raise ModelLoadError(f"--weights {weights!r} does not exist")
+    is_factory = bool(spec) and ":" in spec and not os.path.exists(spec)
+    if spec and not is_factory and not os.path.isfile(spec):
+        if os.path.isdir(spec):
+            raise ModelLoadError(f"--model {spec!r} is a folder; expected {MODEL_FORMS}")
+        raise ModelLoadError(f"--model {spec!r} does not exist; expected {MODEL_FORMS}")
+    if weights:
+        return explain.load_model(weights, factory=spec, trust_code=trust)
+    if spec and os.path.isfile(spec):
+        return explain.load_model(spec, trust_code=trust)
+    if is_factory:
+        from explain.loading import load_factory
+        net = load_factory(spec)()
+        warnings.warn(f"UNTRAINED MODEL: no --weights given, so {spec} runs on the random weights its factory "
+                      "starts with; every number in this report describes an untrained model (pass --weights FILE)",
+                      stacklevel=2)
+        return net
+    raise ModelLoadError(f"--model {spec!r}: give {MODEL_FORMS}")
 
 
 class DataMismatch(ToolkitError, ValueError):
