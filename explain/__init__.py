@@ -8,7 +8,7 @@ Example:
 """
 
 from . import errors
-from ._batching import deterministic, deterministic_mode
+from ._batching import deterministic, deterministic_mode, run_in_chunks
 from .attention import AttentionMaps, attention
 from .attribution import Attribution
 from .data import collect, iter_batches, stream
@@ -34,6 +34,7 @@ __all__ = [
     "check_wrapper",
     "deterministic",
     "deterministic_mode",
+    "run_in_chunks",
     "Attribution",
     "attention",
     "AttentionMaps",

@@ -33,7 +33,7 @@ from typing import Any, Callable, Dict, Hashable, Iterator, List, Optional, Sequ
 
 import torch
 
-from .errors import OutOfMemoryError
+from .errors import InputValueError, OutOfMemoryError
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -192,13 +192,22 @@ def run_in_chunks(fn: Callable[[slice], Any], n: int, size: Optional[int], *, de
                   row_numel: Optional[int] = None, unit: str = "sample") -> list:
     """``[fn(slice) for each chunk of range(n)]``, halving the chunk size on out-of-memory errors.
 
-    With ``size=None`` a ``tuner`` picks every chunk's size under ``key`` (see :class:`BatchTuner`),
-    except inside :func:`deterministic`, which fixes it.
+    The chunking behind :meth:`ModelWrapper.batched`, public for computations that run over rows
+    without a wrapper (bound propagation's backward passes). With ``size=None`` a ``tuner`` picks
+    every chunk's size under ``key`` (see :class:`BatchTuner`), except inside :func:`deterministic`,
+    which fixes it.
+
+    Raises:
+        InputValueError: neither ``size`` nor ``tuner`` is given (outside the deterministic mode).
+        OutOfMemoryError: even a chunk of one row does not fit.
+
+    Example:
+        >>> parts = explain.run_in_chunks(lambda sl: x[sl].sum(1), len(x), 64)   # doctest: +SKIP
     """
     if size is None:
         size = _FIXED.get()  # deterministic(): a fixed size, never a timed choice
     if size is None and tuner is None:
-        raise ValueError("run_in_chunks needs a size or a tuner")
+        raise InputValueError("run_in_chunks needs a chunk size (a whole number ≥ 1) or a tuner")
     fixed = None if size is None else max(1, min(int(size), max(n, 1)))
     results = []
     bar = _progress(n, desc, progress, unit)

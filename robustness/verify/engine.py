@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.func import vjp, vmap
 
-from explain._batching import run_in_chunks
+from explain import run_in_chunks
 
 from .graph import BoundGraph
 from .packing import plan_packs

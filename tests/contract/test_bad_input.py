@@ -142,6 +142,8 @@ CASES = [
          lambda c: explain.ModelWrapper(make_cnn(), precision="int8"), E.InputShapeError, "precision must be"),
     Case("wrapper-batch-size-zero", "explain.ModelWrapper",
          lambda c: explain.ModelWrapper(make_cnn(), batch_size=0), E.InputShapeError, "batch_size must be at least 1"),
+    Case("run-in-chunks-without-a-size", "explain.run_in_chunks",
+         lambda c: explain.run_in_chunks(lambda sl: sl, 3, None), E.InputValueError, "a chunk size"),
     Case("deterministic-batch-size-zero", "explain.deterministic",
          lambda c: explain.deterministic(batch_size=0).__enter__(), E.InputValueError, "whole number ≥ 1"),
     Case("wrapper-std-zero", "explain.ModelWrapper",
